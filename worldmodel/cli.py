@@ -1,0 +1,52 @@
+"""The ``worldmodel`` command.
+
+Each area owns its sub-commands in its own ``cli.py`` with a ``register(subparsers)`` function:
+``data`` (datasets), ``train`` (training), ``generate`` / ``rollout`` (pipelines), ``evaluate``
+(evaluation). Handlers are set with ``parser.set_defaults(func=...)`` and return an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMAND_MODULES = (
+    "worldmodel.datasets.cli",
+    "worldmodel.training.cli",
+    "worldmodel.pipelines.cli",
+    "worldmodel.evaluation.cli",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the top-level parser with every area's sub-commands."""
+    parser = argparse.ArgumentParser(prog="worldmodel", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name != name:  # a real missing dependency, not an area that is not built yet
+                raise
+            continue
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``worldmodel`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"worldmodel {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
