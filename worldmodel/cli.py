@@ -1,4 +1,4 @@
-"""The ``worldmodel`` command.
+"""worldmodel: simulate a physics world, tokenize video, train, generate and evaluate.
 
 Each area owns its sub-commands in its own ``cli.py`` with a ``register(subparsers)`` function:
 ``data`` (datasets), ``train`` (training), ``generate`` / ``rollout`` (pipelines), ``evaluate``
@@ -21,7 +21,7 @@ COMMAND_MODULES = (
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the top-level parser with every area's sub-commands."""
-    parser = argparse.ArgumentParser(prog="worldmodel", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="worldmodel", description=__doc__.splitlines()[0].split(": ", 1)[1])
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
