@@ -1,0 +1,199 @@
+"""What the two pipelines share: components, checkpoint folders, text conditioning, decoding and output.
+
+A checkpoint is one folder written by ``save_pretrained``::
+
+    model_index.json          which component class lives in which sub-folder
+    tokenizer/                VideoTokenizer: config.json + diffusion_pytorch_model.safetensors
+    world_model/              WorldModel:     config.json + diffusion_pytorch_model.safetensors
+    draft_model/              optional smaller WorldModel for speculative decoding
+
+Both :class:`~worldmodel.pipelines.TextToVideoPipeline` and
+:class:`~worldmodel.pipelines.PhysicsRolloutPipeline` load the same folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from diffusers import DiffusionPipeline
+
+from worldmodel.pipelines.sampling import DecodeOptions, GuidedModel, SamplingParams, generate_codes
+from worldmodel.video import to_uint8
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "default"
+OUTPUT_TYPES = ("np", "pt", "pil", "latent")
+
+
+class CheckpointError(FileNotFoundError):
+    """A checkpoint folder is missing or incomplete."""
+
+
+def check_checkpoint(path: str | os.PathLike) -> Path:
+    """Check that ``path`` is a complete pipeline folder; raise :class:`CheckpointError` naming what is missing."""
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError(f"checkpoint folder {path} does not exist (expected a folder written by "
+                              "save_pretrained with model_index.json, tokenizer/ and world_model/)")
+    index_file = path / "model_index.json"
+    if not index_file.is_file():
+        raise CheckpointError(f"checkpoint folder {path} is incomplete: missing model_index.json")
+    try:
+        index = json.loads(index_file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"checkpoint folder {path}: model_index.json is not valid JSON ({err})") from err
+    components = ["tokenizer", "world_model"]
+    draft = index.get("draft_model")
+    if isinstance(draft, list) and draft and draft[0] is not None:
+        components.append("draft_model")
+    missing = []
+    for name in components:
+        if not (path / name / "config.json").is_file():
+            missing.append(f"{name}/config.json")
+        if not any((path / name).glob("*.safetensors")):
+            missing.append(f"{name}/diffusion_pytorch_model.safetensors")
+    if missing:
+        raise CheckpointError(f"checkpoint folder {path} is incomplete: missing {', '.join(missing)}")
+    return path
+
+
+class WorldModelPipeline(DiffusionPipeline):
+    """Base of the generation pipelines: a video tokenizer, a world model and an optional draft model.
+
+    Components are put in eval mode. ``draft_model`` must share the world model's codebook; it is only
+    used when a call asks for ``speculative=True``.
+    """
+
+    _optional_components = ["draft_model"]
+
+    def __init__(self, tokenizer: Any, world_model: Any, draft_model: Any = None) -> None:
+        super().__init__()
+        codebook = world_model.config.codebook_size
+        if tokenizer.codebook_size != codebook:
+            raise ValueError(f"the tokenizer has {tokenizer.codebook_size} codes but the world model predicts "
+                             f"{codebook}: they were not trained together")
+        if draft_model is not None and draft_model.config.codebook_size != codebook:
+            raise ValueError(f"the draft model predicts {draft_model.config.codebook_size} codes, the world model "
+                             f"{codebook}: a draft must share the codebook")
+        self.register_modules(tokenizer=tokenizer, world_model=world_model, draft_model=draft_model)
+        for module in (tokenizer, world_model, draft_model):
+            if module is not None:
+                module.eval()
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: str | os.PathLike | None = None, **kwargs: Any) -> WorldModelPipeline:
+        """Load a pipeline folder offline, after checking it is complete; ``None`` loads the packaged default."""
+        path = check_checkpoint(DEFAULT_CHECKPOINT if checkpoint is None else checkpoint)
+        return cls.from_pretrained(str(path), local_files_only=True, **kwargs)
+
+    # ----------------------------------------------------------------------------------------------- sizes
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """``(height, width)`` in pixels of the videos the world model was trained on."""
+        sc = self.tokenizer.config.spatial_compression
+        return self.world_model.config.latent_height * sc, self.world_model.config.latent_width * sc
+
+    @property
+    def trained_frames(self) -> int:
+        """Number of video frames of the world model's full context (its training clip length)."""
+        return self.tokenizer.num_frames(self.world_model.config.latent_frames)
+
+    def latent_frames(self, num_frames: int, what: str = "num_frames") -> int:
+        """Latent frame count of ``num_frames`` video frames; a clear error when they cannot be produced."""
+        tc = self.tokenizer.config.temporal_compression
+        if not isinstance(num_frames, int) or num_frames < 1 or (num_frames - 1) % tc:
+            raise ValueError(f"{what} must be 1 + {tc} * k video frames (e.g. {1 + tc}, {1 + 2 * tc}, "
+                             f"{self.trained_frames}) for this tokenizer's temporal compression {tc}, "
+                             f"got {num_frames!r}")
+        return 1 + (num_frames - 1) // tc
+
+    # ------------------------------------------------------------------------------------------- sampling
+    def _text_context(self, model: Any, prompts: list[str] | None, guidance_scale: float) -> Any:
+        """``TextContext`` of ``prompts`` for ``model`` (with unconditional rows appended under guidance)."""
+        if prompts is None:
+            return None
+        from worldmodel.tokenizers.text import ByteTokenizer
+
+        texts = list(prompts) + ([""] * len(prompts) if guidance_scale != 1.0 else [])
+        ids, mask = ByteTokenizer(max_length=model.config.max_text_len).encode(texts)
+        return model.encode_text(ids.to(model.device), mask.to(model.device))
+
+    def _sample_codes(self, context: torch.Tensor, num_latent_frames: int, prompts: list[str] | None,
+                      guidance_scale: float, sampling: SamplingParams, generator: torch.Generator | None,
+                      speculative: bool, num_draft_tokens: int, use_cache: bool, window_stride: int) -> torch.Tensor:
+        """Continue ``context (B, t0, h, w)`` to ``num_latent_frames`` latent frames with the world model."""
+        world_model = self.world_model
+        _, t0, h, w = context.shape
+        grid = (world_model.config.latent_height, world_model.config.latent_width)
+        if (h, w) != grid:
+            height, width = self.frame_size
+            raise ValueError(f"the video's code grid is {h}x{w} but the world model generates {grid[0]}x{grid[1]} "
+                             f"(frames of {height}x{width} pixels)")
+        if guidance_scale < 0:
+            raise ValueError(f"guidance_scale must be >= 0 (1 = no guidance), got {guidance_scale}")
+        draft = None
+        if speculative:
+            if self.draft_model is None:
+                raise ValueError("speculative=True needs a draft_model, and this pipeline has none")
+            draft = GuidedModel(self.draft_model, self._text_context(self.draft_model, prompts, guidance_scale),
+                                guidance_scale)
+        target = GuidedModel(world_model, self._text_context(world_model, prompts, guidance_scale), guidance_scale)
+        with torch.no_grad(), self.progress_bar(total=(num_latent_frames - t0) * h * w) as bar:  # tokens per video
+            options = DecodeOptions(sampling, generator, use_cache, draft, num_draft_tokens, bar)
+            return generate_codes(target, context.to(world_model.device), num_latent_frames,
+                                  world_model.config.latent_frames, world_model.bos_token_id, options, window_stride)
+
+    # --------------------------------------------------------------------------------------------- output
+    def _postprocess(self, codes: torch.Tensor, output_type: str) -> Any:
+        """Decode codes ``(B, t, h, w)`` to the requested output type."""
+        if output_type == "latent":
+            return codes
+        with torch.no_grad():
+            video = to_uint8(self.tokenizer.decode(codes.to(self.tokenizer.device))).cpu()  # (B, T, H, W, 3)
+        if output_type == "pt":
+            return video
+        if output_type == "pil":
+            from PIL import Image
+
+            return [[Image.fromarray(frame) for frame in clip] for clip in video.numpy()]
+        return video.numpy()
+
+
+def check_output_type(output_type: str) -> None:
+    """Raise a clear error for an unknown ``output_type``."""
+    if output_type not in OUTPUT_TYPES:
+        raise ValueError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}, got {output_type!r}")
+
+
+def as_prompts(prompt: str | list[str] | None, batch: int | None = None) -> list[str] | None:
+    """Normalise a prompt argument to a list of strings (``batch`` copies of a single string when given)."""
+    if prompt is None:
+        return None
+    if isinstance(prompt, str):
+        return [prompt] * (batch or 1)
+    prompts = list(prompt)
+    if not prompts or not all(isinstance(p, str) for p in prompts):
+        raise ValueError("prompt must be a string or a non-empty list of strings")
+    if batch is not None and len(prompts) != batch:
+        raise ValueError(f"got {len(prompts)} prompts for {batch} videos: give one prompt or one per video")
+    return prompts
+
+
+def as_uint8_video(video: Any) -> np.ndarray:
+    """Context frames as ``uint8 (B, T, H, W, 3)`` numpy from an array, a tensor or a video file path."""
+    from worldmodel.video import read_video
+
+    if isinstance(video, str | os.PathLike):
+        video = read_video(video)
+    if isinstance(video, torch.Tensor):
+        video = video.detach().cpu().numpy()
+    if not isinstance(video, np.ndarray):
+        raise ValueError(f"video must be a file path, a numpy array or a torch tensor, got {type(video).__name__}")
+    if video.dtype != np.uint8 or video.ndim not in (4, 5) or video.shape[-1] != 3:
+        raise ValueError(f"video must be uint8 frames (T, H, W, 3) or (B, T, H, W, 3), got {video.dtype} "
+                         f"{tuple(video.shape)}")
+    return video[None] if video.ndim == 4 else video

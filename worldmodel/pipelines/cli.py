@@ -1,0 +1,133 @@
+"""``worldmodel generate`` (text to video) and ``worldmodel rollout`` (continue a video) sub-commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-o", "--output", required=True, type=Path,
+                        help="output file: .mp4 (H.264, plays in browsers), .gif or .mkv (lossless)")
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="pipeline folder (save_pretrained); default: the packaged worldmodel/assets/default")
+    parser.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same video")
+    parser.add_argument("--frames", type=int, default=None,
+                        help="video frames, 1 + 4k (default: the model's training length; longer slides a window)")
+    parser.add_argument("--fps", type=float, default=10.0, help="frames per second of the output file")
+    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (0 = greedy)")
+    parser.add_argument("--top-k", type=int, default=None, help="sample from the k most likely codes")
+    parser.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold in (0, 1]")
+    parser.add_argument("--speculative", action="store_true",
+                        help="speculative decoding with the checkpoint's draft model (same distribution, faster)")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+
+
+def register(subparsers: Any) -> None:
+    """Add ``generate`` and ``rollout`` to the ``worldmodel`` command."""
+    generate = subparsers.add_parser("generate", help="generate a video from a text prompt",
+                                     description="Generate a video from a text prompt with the world model.")
+    generate.add_argument("prompt", help="what should happen, e.g. 'a red ball falls and bounces'")
+    _add_common(generate)
+    generate.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (1 = off)")
+    generate.add_argument("--num-videos", type=int, default=1, help="videos to sample (written as one grid)")
+    generate.set_defaults(func=run_generate)
+
+    rollout = subparsers.add_parser("rollout", help="continue a video from its first frames",
+                                    description="Continue a video: its first K frames are the context, the "
+                                                "world model imagines the rest.")
+    rollout.add_argument("input", type=Path, help="input video (e.g. a dataset episode .mkv)")
+    rollout.add_argument("--context-frames", type=int, required=True,
+                         help="how many leading frames of INPUT to keep as context (1 + 4k)")
+    _add_common(rollout)
+    rollout.add_argument("--prompt", default=None, help="optional text condition")
+    rollout.add_argument("--guidance", type=float, default=1.0, help="guidance scale, with --prompt (1 = off)")
+    rollout.add_argument("--compare-sim", action="store_true",
+                         help="write prediction | simulator side by side (needs INPUT's annotation JSON: the "
+                              "dataset layout, or INPUT with a .json suffix)")
+    rollout.set_defaults(func=run_rollout)
+
+
+def _check_output(args: argparse.Namespace) -> None:
+    from worldmodel.pipelines.export import check_output_path
+
+    check_output_path(args.output)
+    if not args.fps > 0:
+        raise ValueError(f"--fps must be positive, got {args.fps}")
+
+
+def _setup(args: argparse.Namespace, pipeline_class: Any) -> tuple[Any, Any]:
+    import torch
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    pipe = pipeline_class.from_checkpoint(args.checkpoint).to(device)
+    return pipe, torch.Generator(device).manual_seed(args.seed)
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    """Handler of ``worldmodel generate``."""
+    from worldmodel.pipelines.export import save_video, video_grid
+    from worldmodel.pipelines.text_to_video import TextToVideoPipeline
+
+    _check_output(args)
+    pipe, generator = _setup(args, TextToVideoPipeline)
+    frames = pipe(args.prompt, num_frames=args.frames, guidance_scale=args.guidance, temperature=args.temperature,
+                  top_k=args.top_k, top_p=args.top_p, generator=generator, num_videos_per_prompt=args.num_videos,
+                  speculative=args.speculative).frames  # (B, T, H, W, 3)
+    path = save_video(args.output, frames[0] if len(frames) == 1 else video_grid(frames), fps=args.fps)
+    print(f"wrote {path} ({frames.shape[0]} x {frames.shape[1]} frames of {frames.shape[2]}x{frames.shape[3]})")
+    return 0
+
+
+def find_annotation(video: Path) -> Path | None:
+    """The annotation JSON of a dataset video: ``DIR/annotations/<id>.json`` for ``DIR/videos/<id>.mkv``,
+    or the same path with a ``.json`` suffix; ``None`` when neither exists."""
+    for candidate in (video.parent.parent / "annotations" / f"{video.stem}.json", video.with_suffix(".json")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def simulator_frames(annotation_path: Path, num_frames: int) -> Any:
+    """Re-simulate the episode of an annotation for ``num_frames`` frames -> uint8 ``(T, H, W, 3)``."""
+    from worldmodel.datasets import simulate
+
+    annotation = json.loads(annotation_path.read_text(encoding="utf-8"))
+    keys = ("scenario", "split", "seed", "height", "fps")
+    missing = [k for k in keys if k not in annotation]
+    if missing:
+        raise ValueError(f"annotation {annotation_path} lacks {', '.join(missing)}: cannot re-simulate the episode")
+    episode = simulate(annotation["scenario"], annotation["split"], annotation["seed"], frames=num_frames,
+                       size=annotation["height"], fps=annotation["fps"])
+    return episode.frames
+
+
+def run_rollout(args: argparse.Namespace) -> int:
+    """Handler of ``worldmodel rollout``."""
+    from worldmodel.pipelines.export import save_video
+    from worldmodel.pipelines.physics_rollout import PhysicsRolloutPipeline
+    from worldmodel.video import read_video, side_by_side
+
+    _check_output(args)
+    annotation = find_annotation(args.input) if args.compare_sim else None
+    if args.compare_sim and annotation is None:
+        raise ValueError(f"--compare-sim needs the annotation of {args.input}: looked for "
+                         f"{args.input.parent.parent / 'annotations' / (args.input.stem + '.json')} and "
+                         f"{args.input.with_suffix('.json')}")
+    frames = read_video(args.input)  # (T, H, W, 3)
+    if not 1 <= args.context_frames <= len(frames):
+        raise ValueError(f"--context-frames must be between 1 and the {len(frames)} frames of {args.input}, "
+                         f"got {args.context_frames}")
+    pipe, generator = _setup(args, PhysicsRolloutPipeline)
+    prediction = pipe(frames[:args.context_frames], num_frames=args.frames, prompt=args.prompt,
+                      guidance_scale=args.guidance, temperature=args.temperature, top_k=args.top_k,
+                      top_p=args.top_p, generator=generator, speculative=args.speculative).frames[0]
+    video = prediction
+    if annotation is not None:
+        video = side_by_side(prediction, simulator_frames(annotation, len(prediction)))
+    path = save_video(args.output, video, fps=args.fps)
+    what = "prediction | simulator" if annotation is not None else "prediction"
+    print(f"wrote {path} ({what}, {len(prediction)} frames, the first {args.context_frames} from {args.input})")
+    return 0
