@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "worldmodel.training.cli",
     "worldmodel.pipelines.cli",
     "worldmodel.evaluation.cli",
+    "worldmodel.demo",
 )
 
 
