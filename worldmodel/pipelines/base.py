@@ -87,8 +87,17 @@ class WorldModelPipeline(DiffusionPipeline):
     @classmethod
     def from_checkpoint(cls, checkpoint: str | os.PathLike | None = None, **kwargs: Any) -> WorldModelPipeline:
         """Load a pipeline folder offline, after checking it is complete; ``None`` loads the packaged default."""
+        from diffusers.utils import logging as diffusers_logging
+
         path = check_checkpoint(DEFAULT_CHECKPOINT if checkpoint is None else checkpoint)
-        return cls.from_pretrained(str(path), local_files_only=True, **kwargs)
+        kwargs = {"local_files_only": True, "low_cpu_mem_usage": False, **kwargs}
+        bar_was_on = diffusers_logging.is_progress_bar_enabled()
+        diffusers_logging.disable_progress_bar()  # loading two or three local files needs no progress bar
+        try:
+            return cls.from_pretrained(str(path), **kwargs)
+        finally:
+            if bar_was_on:
+                diffusers_logging.enable_progress_bar()
 
     # ----------------------------------------------------------------------------------------------- sizes
     @property
@@ -106,9 +115,8 @@ class WorldModelPipeline(DiffusionPipeline):
         """Latent frame count of ``num_frames`` video frames; a clear error when they cannot be produced."""
         tc = self.tokenizer.config.temporal_compression
         if not isinstance(num_frames, int) or num_frames < 1 or (num_frames - 1) % tc:
-            raise ValueError(f"{what} must be 1 + {tc} * k video frames (e.g. {1 + tc}, {1 + 2 * tc}, "
-                             f"{self.trained_frames}) for this tokenizer's temporal compression {tc}, "
-                             f"got {num_frames!r}")
+            raise ValueError(f"{what} must be 1 + {tc} * k video frames (e.g. {1 + tc}, {1 + 2 * tc}, {1 + 4 * tc}) "
+                             f"for this tokenizer's temporal compression {tc}, got {num_frames!r}")
         return 1 + (num_frames - 1) // tc
 
     # ------------------------------------------------------------------------------------------- sampling
