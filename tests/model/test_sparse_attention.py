@@ -1,0 +1,124 @@
+"""Block-sparse causal attention: dense equality, the selected pattern, causality, cached decoding, flex."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from worldmodel.model.sparse_attention import (
+    block_sparse_attention,
+    crop_selection,
+    dense_causal_attention,
+)
+
+
+def _qkv(B=2, H=3, N=100, D=16, Dv=None, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    q, k = (torch.randn(B, H, N, D, generator=g) for _ in range(2))
+    v = torch.randn(B, H, N, Dv or D, generator=g)
+    return q, k, v
+
+
+def _pattern_mask(table: torch.Tensor, N: int, block_size: int) -> torch.Tensor:
+    """Dense (B, H, N, N) mask of what each query may see: first block, selected blocks, causal local block."""
+    B, H, n_b, _ = table.shape
+    allowed = torch.zeros(B, H, n_b, n_b + 1, dtype=torch.bool)
+    allowed.scatter_(-1, table.clamp(min=-1) % (n_b + 1), True)  # -1 lands in the spare last column
+    allowed = allowed[..., :n_b]
+    allowed[..., 0] = True
+    allowed |= torch.eye(n_b, dtype=torch.bool)
+    block = torch.arange(N) // block_size
+    mask = allowed[:, :, block][:, :, :, block]  # (B, H, N, N)
+    return mask & torch.ones(N, N, dtype=torch.bool).tril()
+
+
+@pytest.mark.parametrize("N,block_size,Dv", [(100, 8, 16), (64, 16, 24), (33, 32, 16), (5, 8, 16)])
+def test_equals_dense_when_every_block_is_kept(N, block_size, Dv):
+    q, k, v = _qkv(N=N, Dv=Dv)
+    top_k = max(0, math.ceil(N / block_size) - 2)
+    out, table = block_sparse_attention(q, k, v, block_size, top_k)
+    torch.testing.assert_close(out, dense_causal_attention(q, k, v), atol=1e-5, rtol=1e-5)
+    assert table.shape == (2, 3, math.ceil(N / block_size), top_k)
+
+
+def test_matches_masked_dense_reference_and_its_gradients():
+    q, k, v = _qkv(N=96)
+    for t in (q, k, v):
+        t.requires_grad_(True)
+    out, table = block_sparse_attention(q, k, v, 8, 2)
+    ref = F.scaled_dot_product_attention(q, k, v, attn_mask=_pattern_mask(table, 96, 8))
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    g = torch.randn_like(out)
+    grads = torch.autograd.grad(out, (q, k, v), g)
+    ref_grads = torch.autograd.grad(ref, (q, k, v), g)
+    for a, b in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    # Each query block keeps top_k blocks (fewer only when it has fewer candidates), distinct and earlier.
+    for i in range(table.shape[2]):
+        row = table[:, :, i]
+        assert ((row >= 1) & (row < i) | (row == -1)).all()
+        assert ((row >= 0).sum(-1) == min(2, max(i - 1, 0))).all()
+
+
+def test_unselected_blocks_are_never_touched():
+    q, k, v = _qkv(B=1, H=1, N=128)
+    out, table = block_sparse_attention(q, k, v, 16, 1)
+    kept = {0, 7, int(table[0, 0, 7, 0])}  # first, local and the one selected block of the last query block
+    dropped = [b for b in range(8) if b not in kept]
+    k_bad, v_bad = k.clone(), v.clone()
+    for b in dropped:
+        k_bad[:, :, b * 16 : (b + 1) * 16] = float("nan")
+        v_bad[:, :, b * 16 : (b + 1) * 16] = float("nan")
+    # Last queries from the stored table; a masked dense product would turn NaN here.
+    tail, _ = block_sparse_attention(q[:, :, 113:], k_bad, v_bad, 16, 1, q_offset=113, selection=table)
+    torch.testing.assert_close(tail, out[:, :, 113:])
+
+
+def test_causal():
+    q, k, v = _qkv(N=90)
+    out, _ = block_sparse_attention(q, k, v, 8, 2)
+    for p in (1, 8, 9, 45, 89):
+        q2, k2, v2 = q.clone(), k.clone(), v.clone()
+        for t in (q2, k2, v2):
+            t[:, :, p:] = torch.randn_like(t[:, :, p:]) * 5
+        out2, _ = block_sparse_attention(q2, k2, v2, 8, 2)
+        torch.testing.assert_close(out2[:, :, :p], out[:, :, :p], atol=0, rtol=0)
+
+
+def test_cached_decoding_equals_full_forward():
+    q, k, v = _qkv(N=75, Dv=8)
+    full, table = block_sparse_attention(q, k, v, 8, 2)
+    steps, selection = [], None
+    for p in range(75):
+        o, selection = block_sparse_attention(
+            q[:, :, p : p + 1], k[:, :, : p + 1], v[:, :, : p + 1], 8, 2, q_offset=p, selection=selection
+        )
+        steps.append(o)
+    torch.testing.assert_close(torch.cat(steps, dim=2), full, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(selection, table)
+    # A verify chunk after rolling the cache back (speculative decoding), crossing block boundaries.
+    chunk, _ = block_sparse_attention(q[:, :, 30:], k, v, 8, 2, q_offset=30, selection=crop_selection(table, 30, 8))
+    torch.testing.assert_close(chunk, full[:, :, 30:], atol=1e-6, rtol=1e-5)
+
+
+def test_bad_inputs_raise_clear_errors():
+    q, k, v = _qkv(N=40)
+    with pytest.raises(ValueError, match="selection table"):
+        block_sparse_attention(q[:, :, 20:], k, v, 8, 2, q_offset=20)
+    with pytest.raises(ValueError, match="last 40 positions"):
+        block_sparse_attention(q, k[:, :, :30], v[:, :, :30], 8, 2)
+    with pytest.raises(ValueError, match="block_size"):
+        block_sparse_attention(q, k, v, 0, 2)
+    with pytest.raises(ValueError, match="multiple of 16"):
+        block_sparse_attention(q, k, v, 8, 2, backend="flex")
+    with pytest.raises(ValueError, match="backend"):
+        block_sparse_attention(q, k, v, 8, 2, backend="triton")
+
+
+@pytest.mark.slow
+def test_flex_backend_matches_gather():
+    q, k, v = _qkv(N=200)
+    out, _ = block_sparse_attention(q, k, v, 16, 3)
+    flex, _ = block_sparse_attention(q, k, v, 16, 3, backend="flex")
+    torch.testing.assert_close(flex, out, atol=1e-5, rtol=1e-5)

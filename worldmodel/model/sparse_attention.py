@@ -1,0 +1,241 @@
+"""Block-sparse causal attention (MoBA / NSA style block selection) for long videos.
+
+The sequence is cut into blocks of ``block_size`` tokens. Every query block attends to
+
+* the first block (an attention sink that every token keeps),
+* the ``top_k`` earlier blocks whose mean key scores highest against the block's *anchor query*,
+* its own (local) block, causally masked inside.
+
+Everything else is skipped: the plain-PyTorch path gathers only the selected key/value blocks for
+each query block and runs one small dense attention per query block, batched over all query blocks
+(cost ``N * (top_k + 2) * block_size`` instead of ``N^2 / 2``). A ``flex_attention`` path builds the
+same pattern as a ``BlockMask``; it is fused only under ``torch.compile``.
+
+Why an anchor query rather than the mean of the query block (MoBA's per-query or NSA's pooled
+scoring)? The mean over a query block includes queries *later* than most of the block's tokens, so
+the selection of token ``p`` would depend on tokens after ``p``: a non-causal model, and cached
+decoding could not reproduce it. The anchor is the first query of the block (position ``i *
+block_size``), which precedes or equals every token of the block, so the selection is causal and is
+computed exactly once, when the anchor token arrives. During cached decoding the caller keeps the
+selection table returned by :func:`block_sparse_attention` (``(B, H, n_blocks, top_k)``, ``-1`` for
+an empty slot) and passes it back; rolling a cache back to ``n`` tokens keeps the first
+``ceil(n / block_size)`` rows (:func:`crop_selection`).
+
+When ``top_k >= n_blocks - 2`` every earlier block is kept and the result equals dense causal
+attention (up to float rounding).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+Backend = Literal["gather", "flex"]
+
+_compiled_flex = None
+
+
+def _check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_size: int, top_k: int, q_offset: int):
+    """Validate shapes and sizes; raise ValueError with one clear sentence."""
+    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
+        raise ValueError(f"q, k, v must be (B, H, N, D) tensors, got shapes {tuple(q.shape)}, {tuple(k.shape)}, "
+                         f"{tuple(v.shape)}.")
+    if k.shape[:3] != v.shape[:3] or q.shape[:2] != k.shape[:2] or q.shape[-1] != k.shape[-1]:
+        raise ValueError(f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)} disagree on batch, heads, "
+                         "key length or query/key head dim.")
+    if block_size < 1 or top_k < 0:
+        raise ValueError(f"block_size must be >= 1 and top_k >= 0, got block_size={block_size}, top_k={top_k}.")
+    if q_offset < 0 or q_offset + q.shape[2] != k.shape[2]:
+        raise ValueError(f"queries must be the last {q.shape[2]} positions of the {k.shape[2]} keys, "
+                         f"got q_offset={q_offset}.")
+
+
+def block_means(k: torch.Tensor, block_size: int) -> torch.Tensor:
+    """Mean key of each *complete* block: (B, H, N, D) -> (B, H, N // block_size, D)."""
+    B, H, N, D = k.shape
+    n_full = N // block_size
+    return k[:, :, : n_full * block_size].reshape(B, H, n_full, block_size, D).mean(dim=3)
+
+
+def select_blocks(anchors: torch.Tensor, anchor_blocks: torch.Tensor, means: torch.Tensor, top_k: int) -> torch.Tensor:
+    """Pick the ``top_k`` earlier blocks for each query block from its anchor query.
+
+    anchors: (B, H, n, D) anchor queries; anchor_blocks: (n,) their block indices; means: (B, H, m, D)
+    mean keys of complete blocks. Candidates of block ``i`` are blocks ``1 .. i - 1`` (block 0 and the
+    local block are always kept). Returns (B, H, n, top_k) block indices, ``-1`` where a slot is empty.
+    """
+    B, H, n, _ = anchors.shape
+    if top_k == 0 or means.shape[2] == 0:
+        return anchors.new_full((B, H, n, top_k), -1, dtype=torch.long)
+    scores = (anchors @ means.transpose(-1, -2)).float()  # (B, H, n, m)
+    j = torch.arange(means.shape[2], device=anchors.device)
+    candidate = (j[None, :] >= 1) & (j[None, :] < anchor_blocks[:, None])  # (n, m)
+    scores = scores.masked_fill(~candidate, float("-inf"))
+    k_eff = min(top_k, means.shape[2])
+    top_scores, top_idx = scores.topk(k_eff, dim=-1)  # (B, H, n, k_eff)
+    top_idx = top_idx.masked_fill(top_scores == float("-inf"), -1)
+    if k_eff < top_k:
+        top_idx = F.pad(top_idx, (0, top_k - k_eff), value=-1)
+    return top_idx
+
+
+def crop_selection(selection: torch.Tensor, length: int, block_size: int) -> torch.Tensor:
+    """Roll a selection table back to a cache of ``length`` tokens (keeps blocks whose anchor is kept)."""
+    return selection[:, :, : math.ceil(length / block_size)]
+
+
+def _selection_table(q, k, block_size, top_k, q_offset, selection):
+    """Selection rows for every block up to the last query: earlier rows from ``selection``, new ones computed."""
+    B, H, M, _ = q.shape
+    n_total = math.ceil(k.shape[2] / block_size)
+    n_known = math.ceil(q_offset / block_size)  # blocks whose anchor came before this call
+    if n_known > 0:
+        if selection is None or selection.shape[2] < n_known or selection.shape[3] != top_k:
+            got = None if selection is None else tuple(selection.shape)
+            raise ValueError(f"cached decoding at offset {q_offset} needs the selection table of the first "
+                             f"{n_known} blocks with top_k={top_k} (got {got}).")
+        known = selection[:, :, :n_known]
+    else:
+        known = q.new_empty((B, H, 0, top_k), dtype=torch.long)
+    new_blocks = torch.arange(n_known, n_total, device=q.device)  # (n_new,)
+    anchors = q[:, :, new_blocks * block_size - q_offset]  # (B, H, n_new, D)
+    fresh = select_blocks(anchors, new_blocks, block_means(k, block_size), top_k)
+    return torch.cat([known, fresh], dim=2)  # (B, H, n_total, top_k)
+
+
+def _gather_attention(q, k, v, block_size, table, q_offset, scale):
+    """Attend each query block to its gathered key blocks only (no dense N x N product)."""
+    B, H, M, Dq = q.shape
+    N, Dv = k.shape[2], v.shape[-1]
+    bs = block_size
+    n_kb = math.ceil(N / bs)
+    qb0 = q_offset // bs
+    n_qb = n_kb - qb0
+    lead = q_offset - qb0 * bs  # query rows before the first query inside block qb0
+    pad_k = n_kb * bs - N
+    k_blocks = F.pad(k, (0, 0, 0, pad_k)).reshape(B * H * n_kb, bs * Dq)
+    v_blocks = F.pad(v, (0, 0, 0, pad_k)).reshape(B * H * n_kb, bs * Dv)
+    q_blocks = F.pad(q, (0, 0, lead, n_qb * bs - lead - M)).reshape(B * H, n_qb, bs, Dq)
+
+    # Slots per query block: [first block, top_k selected, local block].
+    rows = table[:, :, qb0:]  # (B, H, n_qb, top_k)
+    local = torch.arange(qb0, n_kb, device=q.device).expand(B, H, n_qb)  # (B, H, n_qb)
+    first = torch.zeros_like(local)
+    slots = torch.cat([first[..., None], rows, local[..., None]], dim=-1)  # (B, H, n_qb, S)
+    valid = slots >= 0
+    valid[..., 0] = local > 0  # the first block is the local block of query block 0
+    S = slots.shape[-1]
+    flat = slots.clamp(min=0) + torch.arange(B * H, device=q.device).view(B, H, 1, 1) * n_kb
+    k_sel = k_blocks[flat.reshape(-1)].reshape(B * H, n_qb, S * bs, Dq)  # gathered keys
+    v_sel = v_blocks[flat.reshape(-1)].reshape(B * H, n_qb, S * bs, Dv)
+
+    causal = torch.ones(bs, bs, dtype=torch.bool, device=q.device).tril()  # (bs, bs)
+    is_local = torch.zeros(S, dtype=torch.bool, device=q.device)
+    is_local[-1] = True
+    inner = torch.where(is_local[:, None, None], causal[None], torch.ones_like(causal)[None])  # (S, bs, bs)
+    mask = valid.reshape(B * H, n_qb, 1, S, 1) & inner.permute(1, 0, 2)[None, None]  # (BH, n_qb, bs, S, bs)
+    mask = mask.reshape(B * H, n_qb, bs, S * bs)
+    out = F.scaled_dot_product_attention(q_blocks, k_sel, v_sel, attn_mask=mask, scale=scale)  # (BH, n_qb, bs, Dv)
+    out = out.reshape(B, H, n_qb * bs, Dv)
+    return out[:, :, lead : lead + M]
+
+
+def _flex_attention(q, k, v, block_size, table, scale):
+    """The same block pattern as a flex_attention BlockMask (full layout only)."""
+    from torch.nn.attention.flex_attention import BlockMask, flex_attention
+
+    global _compiled_flex
+    if _compiled_flex is None:
+        _compiled_flex = torch.compile(flex_attention, dynamic=False)
+    B, H, N, _ = q.shape
+    n_b = math.ceil(N / block_size)
+    # Full (unmasked) blocks: block 0 for every query block but the first, then the valid selections.
+    first = torch.zeros(B, H, n_b, 1, dtype=torch.long, device=q.device)
+    full = torch.cat([first, table], dim=-1)  # (B, H, n_b, 1 + top_k)
+    full_valid = full >= 0
+    full_valid[:, :, 0, 0] = False
+    # Stable sort moves valid entries to the front, as BlockMask expects.
+    order = (~full_valid).to(torch.int8).argsort(dim=-1, stable=True)
+    full_idx = full.gather(-1, order).clamp(min=0)
+    full_num = full_valid.sum(-1)
+    full_idx = F.pad(full_idx, (0, n_b - full_idx.shape[-1])) if full_idx.shape[-1] < n_b else full_idx[..., :n_b]
+    local = torch.arange(n_b, device=q.device).view(1, 1, n_b, 1).expand(B, H, n_b, 1)
+    kv_idx = F.pad(local, (0, n_b - 1))
+    kv_num = torch.ones(B, H, n_b, dtype=torch.int32, device=q.device)
+
+    # The mask_mod states the whole pattern, so that any path which evaluates it everywhere agrees.
+    slot_valid = torch.arange(n_b, device=q.device) < full_num[..., None]  # (B, H, n_b, n_b)
+    allowed = torch.zeros(B, H, n_b, n_b, dtype=torch.int32, device=q.device)  # (B, H, q block, kv block)
+    allowed = allowed.scatter_add(-1, full_idx, slot_valid.to(torch.int32)) > 0
+    allowed |= torch.eye(n_b, dtype=torch.bool, device=q.device)
+
+    def selected_causal(b, h, q_idx, kv_idx):
+        return (q_idx >= kv_idx) & allowed[b, h, q_idx // block_size, kv_idx // block_size]
+
+    block_mask = BlockMask.from_kv_blocks(
+        kv_num, kv_idx.to(torch.int32), full_num.to(torch.int32), full_idx.to(torch.int32),
+        BLOCK_SIZE=block_size, mask_mod=selected_causal, seq_lengths=(N, N),
+    )
+    return _compiled_flex(q, k, v, block_mask=block_mask, scale=scale)
+
+
+def block_sparse_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    block_size: int,
+    top_k: int,
+    *,
+    q_offset: int = 0,
+    selection: torch.Tensor | None = None,
+    scale: float | None = None,
+    backend: Backend = "gather",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Causal block-sparse attention.
+
+    Args:
+        q: (B, H, M, Dk) queries at positions ``q_offset .. q_offset + M - 1``.
+        k: (B, H, N, Dk) keys at positions ``0 .. N - 1`` with ``N = q_offset + M``.
+        v: (B, H, N, Dv) values.
+        block_size: tokens per block.
+        top_k: earlier blocks kept per query block besides the first and the local block.
+        q_offset: number of cached positions before the first query (0 for a full forward).
+        selection: (B, H, >= ceil(q_offset / block_size), top_k) table returned by an earlier call on the
+            same cache; required when ``q_offset > 0``.
+        scale: softmax scale, default ``1 / sqrt(Dk)``.
+        backend: ``"gather"`` (plain PyTorch, skips unselected blocks, any ``q_offset``) or ``"flex"``
+            (``torch.compile``d flex_attention with a BlockMask; full forward only).
+
+    Returns:
+        (out (B, H, M, Dv), selection (B, H, ceil(N / block_size), top_k)) — keep the table for decoding.
+    """
+    _check_inputs(q, k, v, block_size, top_k, q_offset)
+    table = _selection_table(q, k, block_size, top_k, q_offset, selection)
+    if backend == "gather":
+        out = _gather_attention(q, k, v, block_size, table, q_offset, scale)
+    elif backend == "flex":
+        if q_offset != 0:
+            raise ValueError(f"backend 'flex' supports the full forward only (q_offset 0), got q_offset={q_offset}.")
+        if block_size % 16 != 0:
+            # Measured with torch 2.14.1: compiled CPU flex kernels are wrong for block sizes 8, 24, 40, even
+            # with a plain causal mask, and right for every multiple of 16 tried (16 .. 128).
+            raise ValueError(f"backend 'flex' needs a block_size that is a multiple of 16, got {block_size}.")
+        out = _flex_attention(q, k, v, block_size, table, scale)
+    else:
+        raise ValueError(f"backend must be 'gather' or 'flex', got {backend!r}.")
+    return out, table
+
+
+def dense_causal_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, q_offset: int = 0, scale: float | None = None
+) -> torch.Tensor:
+    """Reference dense causal attention with queries at ``q_offset ..`` (bottom-right aligned): (B, H, M, Dv)."""
+    M, N = q.shape[2], k.shape[2]
+    if q_offset == 0 and M == N:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
+    q_pos = torch.arange(q_offset, q_offset + M, device=q.device)
+    mask = q_pos[:, None] >= torch.arange(N, device=q.device)[None, :]  # (M, N)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
