@@ -112,7 +112,7 @@ class ToyWorldModel(ModelMixin, ConfigMixin):
         max_seq_len = latent_frames * latent_height * latent_width + 1
         self.embed = torch.nn.Embedding(codebook_size + 1, dim)
         self.pos = torch.nn.Embedding(max_seq_len, dim)
-        self.text_embed = torch.nn.Embedding(256, dim)
+        self.text_embed = torch.nn.Embedding(257, dim)
         self.head = torch.nn.Linear(dim, codebook_size)
         with torch.no_grad():
             self.head.weight.mul_(8.0)

@@ -4,21 +4,16 @@ import json
 import re
 
 import pytest
-import torch
-from pipeline_toys import ToyWorldModel
 
 from worldmodel.cli import main
 from worldmodel.datasets import simulate
 from worldmodel.pipelines import PhysicsRolloutPipeline
-from worldmodel.tokenizers import VideoTokenizer
 from worldmodel.video import read_video, write_video
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    tokenizer = VideoTokenizer(channels=(8, 8, 8), patch_size=4, fsq_levels=(4, 4))
-    world = ToyWorldModel(codebook_size=tokenizer.codebook_size, latent_frames=3)
+def checkpoint(tmp_path_factory, tiny_parts):
+    tokenizer, world, _ = tiny_parts
     path = tmp_path_factory.mktemp("ckpt") / "pipe"
     PhysicsRolloutPipeline(tokenizer=tokenizer, world_model=world).save_pretrained(path)
     return path

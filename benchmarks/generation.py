@@ -1,0 +1,171 @@
+"""Generation speed: KV cache vs recomputation, speculative vs plain decoding, seconds per clip.
+
+    python benchmarks/generation.py [--quick] [--threads 2]
+
+Uses the packaged default checkpoint (``worldmodel/assets/default``) when it is complete, else randomly
+initialised models of ``configs/tokenizer-tiny.yaml`` / ``configs/worldmodel-tiny.yaml`` (the JSON says
+which). Every ratio compares two runs of the same model in the same process. Writes
+``benchmarks/results/generation.json``.
+
+- ``kv_cache_speedup``: tokens/s of KV-cached decoding over recomputing the whole sequence at every step
+  (greedy, identical tokens checked). Goal >= 5x.
+- ``speculative_speedup``: greedy speculative decoding with the draft model over greedy plain decoding,
+  identical tokens checked. Goal >= 2x. It depends on how often the draft agrees with the target: an
+  untrained pair agrees rarely, so this figure means something only for a trained target/draft pair.
+- ``seconds_per_clip``: one 17-frame clip at the model's size, text to video with guidance, decoded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from worldmodel.pipelines import DEFAULT_CHECKPOINT, CheckpointError, TextToVideoPipeline, check_checkpoint
+from worldmodel.pipelines.sampling import GuidedModel, SamplingParams, generate_tokens
+from worldmodel.pipelines.speculative import speculative_generate
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results" / "generation.json"
+PROMPT = "a red ball falls and bounces on the floor"
+
+
+def _find_kwargs(node: Any, key: str) -> dict | None:
+    """The first mapping in a parsed YAML tree that has ``key`` (the constructor arguments of a component)."""
+    if isinstance(node, dict):
+        if key in node:
+            return node
+        node = list(node.values())
+    if isinstance(node, list):
+        for child in node:
+            found = _find_kwargs(child, key)
+            if found is not None:
+                return found
+    return None
+
+
+def _config_kwargs(name: str, key: str, cls: Any) -> dict:
+    tree = yaml.safe_load((ROOT / "configs" / name).read_text())
+    found = _find_kwargs(tree, key)
+    if found is None:
+        raise ValueError(f"configs/{name} has no mapping with {key!r}: cannot build {cls.__name__} from it")
+    accepted = inspect.signature(cls.__init__).parameters
+    return {k: v for k, v in found.items() if k in accepted}
+
+
+def build_pipeline() -> tuple[TextToVideoPipeline, str]:
+    """The packaged default pipeline, or random-init tiny models when it is not there."""
+    try:
+        check_checkpoint(DEFAULT_CHECKPOINT)
+        return TextToVideoPipeline.from_checkpoint(), f"packaged default ({DEFAULT_CHECKPOINT.name})"
+    except CheckpointError:
+        pass
+    from worldmodel.model import WorldModel
+    from worldmodel.tokenizers import VideoTokenizer
+
+    torch.manual_seed(0)
+    tokenizer = VideoTokenizer(**_config_kwargs("tokenizer-tiny.yaml", "temporal_compression", VideoTokenizer))
+    world_kwargs = _config_kwargs("worldmodel-tiny.yaml", "latent_frames", WorldModel)
+    world_kwargs["codebook_size"] = tokenizer.codebook_size
+    world = WorldModel(**world_kwargs)
+    draft = WorldModel(**draft_kwargs(world_kwargs))
+    pipe = TextToVideoPipeline(tokenizer=tokenizer, world_model=world, draft_model=draft)
+    return pipe, "random init of configs/tokenizer-tiny.yaml + configs/worldmodel-tiny.yaml (untrained)"
+
+
+def draft_kwargs(world_kwargs: dict) -> dict:
+    """A draft: the target's config with one layer."""
+    return {**world_kwargs, "n_layers": 1}
+
+
+def _timed(fn: Any, repeats: int) -> tuple[float, Any]:
+    """Best wall time of ``repeats`` calls, and the last result."""
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, out
+
+
+def _guided(pipe: TextToVideoPipeline, model: Any, guidance: float) -> GuidedModel:
+    return GuidedModel(model, pipe._text_context(model, [PROMPT], guidance), guidance)
+
+
+def main() -> None:
+    """Run the measurements, print a table, write the JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run: fewer tokens, one repeat")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    pipe, source = build_pipeline()
+    pipe.set_progress_bar_config(disable=True)
+    config = pipe.world_model.config
+    per_frame = config.latent_height * config.latent_width
+    latent = 2 if args.quick else config.latent_frames
+    num_tokens = latent * per_frame  # a whole clip's codes (the first frames only with --quick)
+    repeats = 1 if args.quick else 3
+    prefix = torch.tensor([[pipe.world_model.bos_token_id]])
+    greedy = SamplingParams(temperature=0)
+    results = []
+
+    with torch.no_grad():
+        target = _guided(pipe, pipe.world_model, 1.0)
+        cached_s, cached = _timed(lambda: generate_tokens(target, prefix, num_tokens, greedy), repeats)
+        uncached_s, uncached = _timed(lambda: generate_tokens(target, prefix, num_tokens, greedy, use_cache=False),
+                                      1)
+        if not torch.equal(cached, uncached):
+            raise RuntimeError("KV-cached and recomputed greedy decoding disagree")
+        results += [
+            {"name": "tokens_per_s_kv_cache", "value": num_tokens / cached_s, "unit": "tokens/s", "goal": None,
+             "higher_is_better": True},
+            {"name": "tokens_per_s_no_cache", "value": num_tokens / uncached_s, "unit": "tokens/s", "goal": None,
+             "higher_is_better": True},
+            {"name": "kv_cache_speedup", "value": uncached_s / cached_s, "unit": "x", "goal": 5.0,
+             "higher_is_better": True},
+        ]
+        if pipe.draft_model is not None:
+            draft = _guided(pipe, pipe.draft_model, 1.0)
+            spec_s, (spec, stats) = _timed(lambda: speculative_generate(target, draft, prefix, num_tokens, greedy,
+                                                                        4), repeats)
+            if not torch.equal(spec, cached):
+                raise RuntimeError("greedy speculative decoding differs from greedy plain decoding")
+            results += [
+                {"name": "speculative_speedup", "value": cached_s / spec_s, "unit": "x", "goal": 2.0,
+                 "higher_is_better": True},
+                {"name": "speculative_acceptance_rate", "value": stats.acceptance_rate, "unit": "fraction",
+                 "goal": None, "higher_is_better": True},
+            ]
+
+    clip_s, _ = _timed(lambda: pipe(PROMPT, num_frames=pipe.tokenizer.num_frames(latent), guidance_scale=3.0,
+                                    generator=torch.Generator().manual_seed(0)), repeats)
+    height, width = pipe.frame_size
+    frames = pipe.tokenizer.num_frames(latent)
+    results.append({"name": f"seconds_per_clip_{frames}x{height}x{width}", "value": clip_s, "unit": "s",
+                    "goal": None, "higher_is_better": False})
+
+    print(f"checkpoint: {source}; {num_tokens} tokens per clip; {args.threads} threads")
+    print(f"{'name':<40} {'value':>10}  unit       goal")
+    for r in results:
+        print(f"{r['name']:<40} {r['value']:>10.3f}  {r['unit']:<10} {r['goal'] if r['goal'] else '-'}")
+    if not args.quick:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        report = {"machine": f"{platform.machine()} {platform.processor() or platform.system()}",
+                  "threads": args.threads, "checkpoint": source, "tokens_per_clip": num_tokens, "results": results}
+        from worldmodel.io import write_json_atomic
+
+        write_json_atomic(RESULTS, report)
+        print(f"wrote {RESULTS}")
+    print(json.dumps({r["name"]: round(r["value"], 3) for r in results}))
+
+
+if __name__ == "__main__":
+    main()
