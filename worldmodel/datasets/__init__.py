@@ -1,23 +1,29 @@
-"""worldmodel.datasets: the physics world (simulator, renderer, captions), episode storage and datamodules."""
+"""worldmodel.datasets: the physics world (simulator, renderer, captions), episode storage and datamodules.
 
-from worldmodel.datasets.datamodules import PhysicsDataModule, VideoFolderDataModule
-from worldmodel.datasets.folder import VideoFolderDataset
-from worldmodel.datasets.physics import PhysicsVideoDataset, SimulatedDataset, collate_clips
+The simulator and storage import only numpy and pymunk; the torch/Lightning datasets and data modules
+are imported on first use, so that simulation workers start fast.
+"""
+
+from importlib import import_module
+from typing import Any
+
 from worldmodel.datasets.scenarios import SCENARIOS, SPLITS
 from worldmodel.datasets.simulator import Episode, simulate
 from worldmodel.datasets.storage import generate_dataset, read_manifest
 
-__all__ = [
-    "SCENARIOS",
-    "SPLITS",
-    "Episode",
-    "PhysicsDataModule",
-    "PhysicsVideoDataset",
-    "SimulatedDataset",
-    "VideoFolderDataModule",
-    "VideoFolderDataset",
-    "collate_clips",
-    "generate_dataset",
-    "read_manifest",
-    "simulate",
-]
+_LAZY = {
+    "PhysicsDataModule": "worldmodel.datasets.datamodules",
+    "VideoFolderDataModule": "worldmodel.datasets.datamodules",
+    "VideoFolderDataset": "worldmodel.datasets.folder",
+    "PhysicsVideoDataset": "worldmodel.datasets.physics",
+    "SimulatedDataset": "worldmodel.datasets.physics",
+    "collate_clips": "worldmodel.datasets.physics",
+}
+
+__all__ = ["SCENARIOS", "SPLITS", "Episode", "generate_dataset", "read_manifest", "simulate", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'worldmodel.datasets' has no attribute {name!r}")

@@ -109,7 +109,7 @@ def _parabola(names, first, bounces, collisions, ppu, annotation) -> list[str]:
 
 
 def _bounce_one(name: str, vx: float, n: int, ppu: float) -> str:
-    launch = "dropped" if abs(vx) / ppu < 0.05 else f"thrown {'right' if vx > 0 else 'left'}"
+    launch = "dropped" if abs(vx) / ppu < 1e-9 else f"thrown {'right' if vx > 0 else 'left'}"
     return f"a {name} ball is {launch} and " + (f"bounces {times(n)}" if n else "falls")
 
 

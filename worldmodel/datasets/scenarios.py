@@ -6,8 +6,9 @@ with elastic, frictionless walls. Parameter ranges follow PhyWorld (Kang et al. 
 - in distribution (``train``, ``val``, ``test_id``): speed in [1, 4] units/s, radius in [0.7, 1.4]
   (``collision``: [0.5, 1.5]);
 - out of distribution (``test_ood``): speed in [0, 0.8] or [4.5, 6], radius in [0.3, 0.6] or
-  [1.5, 2]. Each OOD episode draws its speeds, its radii, or both from the OOD ranges (for every
-  ball), so no OOD episode can fall inside the in-distribution ranges.
+  [1.5, 2] (``collision``: [0.3, 0.5] or [1.5, 2]). Each OOD episode draws its speeds, its radii,
+  or both from the OOD ranges (for every ball), so no OOD episode falls inside the in-distribution
+  ranges. Walls are elastic except in ``bounce`` and ``multi`` (restitution e in [0.5, 1]).
 
 ``train``, ``val`` and ``test_id`` share ranges and are kept apart by their random streams: each
 split (and scenario) seeds its own ``numpy.random.SeedSequence`` from a stable hash of its name.
@@ -38,6 +39,7 @@ ID_RADIUS = ((0.7, 1.4),)
 ID_RADIUS_COLLISION = ((0.5, 1.5),)
 OOD_SPEED = ((0.0, 0.8), (4.5, 6.0))
 OOD_RADIUS = ((0.3, 0.6), (1.5, 2.0))
+OOD_RADIUS_COLLISION = ((0.3, 0.5), (1.5, 2.0))  # collision's ID radii reach 0.5 .. 1.5
 
 
 @dataclass(frozen=True)
@@ -93,14 +95,14 @@ class _Ranges:
     """Speed and radius ranges of one episode, decided once per episode for every ball."""
 
     def __init__(self, scenario: str, split: str, rng: np.random.Generator) -> None:
-        id_radius = ID_RADIUS_COLLISION if scenario == "collision" else ID_RADIUS
-        self.speed, self.radius = ID_SPEED, id_radius
+        collision = scenario == "collision"
+        self.speed, self.radius = ID_SPEED, ID_RADIUS_COLLISION if collision else ID_RADIUS
         if split == "test_ood":
             mode = rng.choice(["speed", "radius", "both"])
             if mode in ("speed", "both"):
                 self.speed = OOD_SPEED
             if mode in ("radius", "both"):
-                self.radius = OOD_RADIUS
+                self.radius = OOD_RADIUS_COLLISION if collision else OOD_RADIUS
 
     def draw_speed(self, rng: np.random.Generator) -> float:
         return _uniform(rng, self.speed)
@@ -163,12 +165,13 @@ def _bounce_scene(rng: np.random.Generator, ranges: _Ranges) -> Scene:
     balls: list[Ball] = []
     lanes = np.linspace(0, WORLD_SIZE, n + 1)  # one vertical lane per ball, so they fall side by side
     for i, r in enumerate(radii):
-        thrown = rng.random() < 0.5
-        vx = (1 if rng.random() < 0.5 else -1) * ranges.draw_speed(rng) if thrown else 0.0
+        speed = ranges.draw_speed(rng)
+        # dropped: pushed straight down; thrown: sideways. Either way |v| is drawn from the split's range.
+        velocity = (0.0, speed) if rng.random() < 0.5 else ((1 if rng.random() < 0.5 else -1) * speed, 0.0)
         lo, hi = lanes[i] + r, lanes[i + 1] - r
         x = rng.uniform(lo, hi) if hi > lo else (lanes[i] + lanes[i + 1]) / 2
         y = rng.uniform(r, max(r, 0.4 * WORLD_SIZE))
-        balls.append(Ball(r, _mass(rng, r), colors[i], (float(x), float(y)), (float(vx), 0.0)))
+        balls.append(Ball(r, _mass(rng, r), colors[i], (float(x), float(y)), velocity))
     return Scene(tuple(balls), (0.0, BOUNCE_GRAVITY), float(rng.uniform(*RESTITUTION_RANGE)))
 
 
