@@ -1,0 +1,207 @@
+"""``TokenizerModule``: Lightning training of the :class:`~worldmodel.tokenizers.VideoTokenizer`.
+
+Objective: L1 + L2 reconstruction plus an L1 loss on spatial and temporal finite differences (it
+rewards sharp, correctly placed edges, which is where disc videos lose PSNR), plus the quantizer's
+own loss (VQ commitment; zero for FSQ). Logged: loss terms, PSNR, SSIM (torchmetrics), codebook
+usage and perplexity per batch and usage over the whole validation set.
+
+Batches are ``{"video": uint8 (B, T, H, W, 3), ...}`` as produced by the physics and video-folder
+datamodules. Hyperparameters are plain values so that checkpoints load with ``weights_only=True``.
+
+Export the trained tokenizer (config.json + safetensors) with ``export_dir`` (written after each
+validation and at the end of training) or from any checkpoint::
+
+    python -m worldmodel.training.tokenizer_module CHECKPOINT.ckpt OUT_DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+from worldmodel.tokenizers.video_tokenizer import VideoTokenizer
+
+
+def gradient_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean L1 difference of finite differences along time, height and width of ``(B, C, T, H, W)`` videos."""
+    loss = prediction.new_zeros(())
+    for dim in (2, 3, 4):
+        if prediction.shape[dim] > 1:
+            loss = loss + F.l1_loss(torch.diff(prediction, dim=dim), torch.diff(target, dim=dim))
+    return loss
+
+
+def video_psnr_ssim(prediction: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-video PSNR (dB) and mean per-frame SSIM of ``(B, 3, T, H, W)`` videos in [-1, 1]: two ``(B,)`` tensors."""
+    pred = (prediction.float().clamp(-1, 1) + 1) / 2
+    real = (target.float() + 1) / 2
+    psnr = peak_signal_noise_ratio(pred, real, data_range=1.0, reduction="none", dim=(1, 2, 3, 4))
+    b, c, t, h, w = pred.shape
+    frames = (pred.transpose(1, 2).reshape(b * t, c, h, w), real.transpose(1, 2).reshape(b * t, c, h, w))
+    ssim = structural_similarity_index_measure(*frames, data_range=1.0, reduction="none")  # (B * T,)
+    return psnr, ssim.view(b, t).mean(1)
+
+
+def save_tokenizer(tokenizer: VideoTokenizer, out_dir: str | Path) -> Path:
+    """``save_pretrained`` into ``out_dir`` atomically (written beside it, then renamed into place)."""
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tokenizer.save_pretrained(tmp)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    tmp.rename(out_dir)
+    return out_dir
+
+
+class TokenizerModule(L.LightningModule):
+    """Trains a :class:`VideoTokenizer`; the tokenizer arguments are those of its config.
+
+    Args:
+        lr, weight_decay, betas: AdamW settings; linear warmup for ``warmup_steps`` then cosine decay
+            to ``lr * min_lr_ratio`` at the trainer's last step.
+        l1_weight, l2_weight, gradient_weight, quantizer_weight: loss weights.
+        train_frames: crop training clips to this many frames (``1 + tc * k``) at a random start, to
+            make steps cheaper; ``None`` trains on whole clips.
+        export_dir: if set, ``save_pretrained`` the tokenizer there after each validation and at the end.
+        pretrained: start from a ``save_pretrained`` folder instead of random weights.
+    """
+
+    def __init__(self, temporal_compression: int = 4, spatial_compression: int = 8,
+                 channels: list[int] | None = None, blocks: int = 1, patch_size: int = 4,
+                 quantizer_type: str = "fsq", fsq_levels: list[int] | None = None,
+                 vq_codebook_size: int = 1024, vq_dim: int = 8, vq_decay: float = 0.99,
+                 vq_commitment: float = 0.25, vq_dead_threshold: float = 1e-2, vq_seed: int = 0,
+                 lr: float = 1e-3, weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.99),
+                 warmup_steps: int = 200, min_lr_ratio: float = 0.05,
+                 l1_weight: float = 1.0, l2_weight: float = 1.0, gradient_weight: float = 1.0,
+                 quantizer_weight: float = 1.0, train_frames: int | None = None,
+                 export_dir: str | None = None, pretrained: str | None = None) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if pretrained:
+            self.tokenizer = VideoTokenizer.from_pretrained(pretrained)
+        else:
+            self.tokenizer = VideoTokenizer(
+                temporal_compression=temporal_compression, spatial_compression=spatial_compression,
+                channels=tuple(channels or (64, 128, 128)), blocks=blocks, patch_size=patch_size,
+                quantizer_type=quantizer_type, fsq_levels=tuple(fsq_levels or (8, 5, 5, 5)),
+                vq_codebook_size=vq_codebook_size, vq_dim=vq_dim, vq_decay=vq_decay, vq_commitment=vq_commitment,
+                vq_dead_threshold=vq_dead_threshold, vq_seed=vq_seed)
+        if train_frames is not None:
+            self.tokenizer.latent_shape(train_frames, spatial_compression, spatial_compression)  # validates
+        self._val_counts: torch.Tensor | None = None
+
+    def _video(self, batch: dict[str, Any] | torch.Tensor) -> torch.Tensor:
+        video = batch["video"] if isinstance(batch, dict) else batch
+        return video  # uint8 (B, T, H, W, 3) or float (B, 3, T, H, W)
+
+    def _crop(self, x: torch.Tensor) -> torch.Tensor:
+        """Random temporal crop of float ``(B, 3, T, H, W)`` to ``train_frames`` frames."""
+        frames = self.hparams.train_frames
+        if frames is None or x.shape[2] <= frames:
+            return x
+        start = int(torch.randint(0, x.shape[2] - frames + 1, ()))
+        return x[:, :, start:start + frames]
+
+    def _losses(self, x: torch.Tensor, stage: str) -> tuple[torch.Tensor, Any]:
+        out = self.tokenizer(x)
+        rec, x = out.reconstruction.float(), x.float()
+        l1, l2 = F.l1_loss(rec, x), F.mse_loss(rec, x)
+        grad = gradient_loss(rec, x)
+        hp = self.hparams
+        loss = (hp.l1_weight * l1 + hp.l2_weight * l2 + hp.gradient_weight * grad
+                + hp.quantizer_weight * out.quantizer_loss)
+        with torch.no_grad():
+            psnr = 10 * torch.log10(4.0 / F.mse_loss(rec.clamp(-1, 1), x).clamp_min(1e-10))
+        self.log_dict({f"{stage}/loss": loss, f"{stage}/l1": l1, f"{stage}/l2": l2, f"{stage}/gradient": grad,
+                       f"{stage}/quantizer_loss": out.quantizer_loss, f"{stage}/usage": out.usage,
+                       f"{stage}/perplexity": out.perplexity},
+                      prog_bar=False, sync_dist=stage == "val", batch_size=x.shape[0])
+        self.log(f"{stage}/psnr", psnr, prog_bar=True, sync_dist=stage == "val", batch_size=x.shape[0])
+        return loss, out
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        """One optimisation step on a batch of videos."""
+        x = self._crop(self.tokenizer.preprocess(self._video(batch)))  # (B, 3, T, H, W)
+        loss, _ = self._losses(x, "train")
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        """Reset the validation code histogram."""
+        self._val_counts = torch.zeros(self.tokenizer.codebook_size, dtype=torch.long, device=self.device)
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """Losses, PSNR/SSIM and code histogram on whole validation clips."""
+        x = self.tokenizer.preprocess(self._video(batch))
+        _, out = self._losses(x, "val")
+        _, ssim = video_psnr_ssim(out.reconstruction, x)
+        self.log("val/ssim", ssim.mean(), prog_bar=True, sync_dist=True, batch_size=x.shape[0])
+        self._val_counts += torch.bincount(out.indices.reshape(-1), minlength=self.tokenizer.codebook_size)
+
+    def on_validation_epoch_end(self) -> None:
+        """Log codebook usage over the whole validation set; export the tokenizer."""
+        counts = self.all_gather(self._val_counts)
+        counts = counts.sum(0) if counts.ndim > 1 else counts
+        self.log("val/codebook_usage", (counts > 0).float().mean(), sync_dist=False, rank_zero_only=True)
+        if not self.trainer.sanity_checking:
+            self._export()
+
+    def on_train_end(self) -> None:
+        """Export the final tokenizer."""
+        self._export()
+
+    def _export(self) -> None:
+        if self.hparams.export_dir and self.trainer.is_global_zero:
+            save_tokenizer(self.tokenizer, self.hparams.export_dir)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        """AdamW (no weight decay on norms and biases) with linear warmup and cosine decay, stepped per batch."""
+        hp = self.hparams
+        decay = [p for p in self.parameters() if p.ndim > 1]
+        no_decay = [p for p in self.parameters() if p.ndim <= 1]
+        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": hp.weight_decay},
+                                       {"params": no_decay, "weight_decay": 0.0}], lr=hp.lr, betas=tuple(hp.betas))
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = min(hp.warmup_steps, total // 2)
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = min(1.0, (step - warmup) / max(1, total - warmup))
+            return hp.min_lr_ratio + (1 - hp.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def export_checkpoint(checkpoint: str | Path, out_dir: str | Path) -> Path:
+    """Load a ``TokenizerModule`` Lightning checkpoint (``weights_only``) and ``save_pretrained`` its tokenizer."""
+    module = TokenizerModule.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True)
+    return save_tokenizer(module.tokenizer, out_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m worldmodel.training.tokenizer_module CHECKPOINT OUT_DIR``: export a checkpoint's tokenizer."""
+    parser = argparse.ArgumentParser(description="Export the VideoTokenizer of a TokenizerModule checkpoint.")
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("out_dir", type=Path)
+    args = parser.parse_args(argv)
+    if not args.checkpoint.is_file():
+        print(f"error: checkpoint {args.checkpoint} does not exist", file=sys.stderr)
+        return 2
+    print(export_checkpoint(args.checkpoint, args.out_dir))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
