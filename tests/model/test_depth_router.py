@@ -1,0 +1,115 @@
+"""Mixture-of-Depths routing: pruned share, residual pass-through, causality, cached decoding, predictor."""
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from worldmodel.model.depth_router import DepthRouter, Route
+
+
+class ToyBlock(nn.Module):
+    """Pre-norm attention + MLP that follows the routing KV rule: every token writes K/V, routed tokens query."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.q, self.kv, self.out = nn.Linear(dim, dim), nn.Linear(dim, 2 * dim), nn.Linear(dim, dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+
+    def forward(self, x: torch.Tensor, route: Route, cache: dict | None = None) -> torch.Tensor:
+        offset = 0 if cache is None or "k" not in cache else cache["k"].shape[1]
+        h = self.norm1(x)
+        k, v = self.kv(h).chunk(2, dim=-1)  # (B, N, D) for every token
+        if cache is not None:
+            if "k" in cache:
+                k, v = torch.cat([cache["k"], k], 1), torch.cat([cache["v"], v], 1)
+            cache["k"], cache["v"] = k, v
+        q = self.q(route.gather(h))  # (B, k, D) routed tokens only
+        mask = (route.index + offset)[:, :, None] >= torch.arange(k.shape[1])[None, None, :]
+        y = self.out(F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
+        return y + self.mlp(self.norm2(route.gather(x) + y))
+
+
+def _setup(dim=16, rho=0.3, seed=0):
+    torch.manual_seed(seed)
+    return DepthRouter(dim, rho=rho), ToyBlock(dim)
+
+
+@pytest.mark.parametrize("rho,N", [(0.3, 50), (0.3, 7), (0.5, 64), (0.0, 10), (0.875, 40)])
+def test_pruned_share_is_the_configured_rho(rho, N):
+    router, block = _setup(rho=rho)
+    x = torch.randn(3, N, 16)
+    out, route, loss = router(x, block, mode="topk")
+    entered = route.entered(N)
+    skipped = (~entered).sum(-1).float() / N
+    torch.testing.assert_close(skipped, torch.full((3,), round(rho * N) / N))
+    assert abs(skipped[0].item() - rho) <= 0.5 / N + 1e-9
+    torch.testing.assert_close(out[~entered], x[~entered], atol=0, rtol=0)  # skipped tokens ride the residual
+    assert (out[entered] != x[entered]).any(dim=-1).all()
+    assert (route.index.diff(dim=-1) > 0).all() and loss.item() > 0
+
+
+def test_router_learns_through_the_output_scale():
+    router, block = _setup()
+    out, _, loss = router(torch.randn(2, 20, 16), block, mode="topk")
+    out.square().mean().backward()
+    assert router.router.weight.grad.abs().sum() > 0
+    assert router.predictor[0].weight.grad is None  # the predictor learns only from its own loss
+    loss.backward()
+    assert router.predictor[0].weight.grad.abs().sum() > 0
+
+
+def _run_predictor(router, block, x, chunks):
+    """Decode ``x`` in the given chunk sizes through one cache; returns outputs and the entered mask."""
+    cache, outs, entered = {}, [], []
+    start = 0
+    for n in chunks:
+        out, route, _ = router(x[:, start : start + n], lambda h, r: block(h, r, cache), mode="predictor")
+        outs.append(out)
+        entered.append(route.entered(n))
+        start += n
+    return torch.cat(outs, 1), torch.cat(entered, 1)
+
+
+def test_predictor_routing_is_causal_and_cached_decoding_equals_full_forward():
+    router, block = _setup()
+    with torch.no_grad():
+        router.predictor[2].bias.fill_(0.3)  # a mix of entering and skipped tokens
+        x = torch.randn(3, 30, 16)
+        full, entered = _run_predictor(router, block, x, [30])
+        assert entered.any() and (~entered).any()
+        assert (entered.sum(-1) != entered.sum(-1)[0]).any()  # rows enter different numbers of tokens
+        step, entered_step = _run_predictor(router, block, x, [1] * 30)
+        torch.testing.assert_close(step, full, atol=1e-5, rtol=1e-5)
+        assert torch.equal(entered_step, entered)
+        chunked, _ = _run_predictor(router, block, x, [11, 3, 16])
+        torch.testing.assert_close(chunked, full, atol=1e-5, rtol=1e-5)
+        x2 = x.clone()
+        x2[:, 17:] = torch.randn_like(x2[:, 17:])
+        full2, _ = _run_predictor(router, block, x2, [30])
+        torch.testing.assert_close(full2[:, :17], full[:, :17], atol=0, rtol=0)
+
+
+@pytest.mark.slow
+def test_predictor_learns_the_topk_decisions():
+    torch.manual_seed(0)
+    router = DepthRouter(16, rho=0.3)
+    opt = torch.optim.Adam(router.predictor.parameters(), lr=3e-2)
+    for _ in range(120):
+        _, loss = router.route(torch.randn(4, 40, 16), mode="topk")
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    x = torch.randn(16, 40, 16)
+    top, _ = router.route(x, mode="topk")
+    guess, _ = router.route(x, mode="predictor")
+    agreement = (top.entered(40) == guess.entered(40)).float().mean().item()
+    assert agreement > 0.9, agreement
+
+
+def test_bad_config_raises():
+    with pytest.raises(ValueError, match="rho"):
+        DepthRouter(8, rho=1.0)
+    with pytest.raises(ValueError, match="mode"):
+        DepthRouter(8).route(torch.randn(1, 4, 8), mode="random")

@@ -1,0 +1,116 @@
+"""Mixture-of-Depths token routing: deeper blocks work on only part of the tokens.
+
+A linear router scores every token. During training the top ``(1 - rho)`` share of tokens of each
+sequence enter the block; the block's output for them is scaled by ``sigmoid(score)`` (so the router
+learns through the scale) and the other tokens pass by the residual unchanged. Top-k over a sequence
+is not causal (whether token ``p`` enters depends on later tokens), so a small causal predictor (an
+MLP on the token's own state, trained with BCE against the top-k decisions on detached inputs)
+decides instead when decoding: a token enters iff its predictor logit is positive.
+
+KV cache rule (what makes cached decoding equal the full forward): *every* token writes its key and
+value for the routed layer, computed from its residual stream at the layer input, whether it enters
+the block or not; only the entering tokens compute queries, the attention output and the FFN. So a
+layer's cache always holds one entry per position (``crop(n)`` stays a slice), later tokens can attend
+to skipped ones, and a token's keys never depend on a decision. With the predictor deciding in both
+the full forward and the step-by-step decode, the two compute the same function.
+
+The block is passed in as a callable ``block(x, route) -> delta``: it sees all tokens ``x`` (B, N, D)
+to build keys and values, and returns the residual update ``(B, k, D)`` for the routed tokens
+``route.index`` only. See :class:`Route`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+Mode = Literal["topk", "predictor"]
+
+
+@dataclass
+class Route:
+    """Which tokens enter a block.
+
+    index: (B, k) positions of the entering tokens in increasing order; in predictor mode rows may enter
+        different numbers of tokens and shorter rows are padded with skipped positions.
+    weight: (B, k) sigmoid router scores. valid: (B, k) False on padding (the block's output there is dropped).
+    """
+
+    index: torch.Tensor
+    weight: torch.Tensor
+    valid: torch.Tensor
+
+    def gather(self, x: torch.Tensor) -> torch.Tensor:
+        """Entering tokens of ``x``: (B, N, D) -> (B, k, D)."""
+        return x.gather(1, self.index[..., None].expand(-1, -1, x.shape[-1]))
+
+    def entered(self, n: int) -> torch.Tensor:
+        """Boolean (B, n) mask of the tokens that entered the block."""
+        hits = torch.zeros(self.index.shape[0], n, dtype=torch.int32, device=self.index.device)
+        return hits.scatter_add(1, self.index, self.valid.to(torch.int32)) > 0
+
+
+class DepthRouter(nn.Module):
+    """Router + causal predictor for one Mixture-of-Depths block.
+
+    Args:
+        dim: token state width.
+        rho: share of tokens that skip the block during top-k routing, in ``[0, 1)`` (default 0.3).
+        predictor_hidden: hidden width of the predictor MLP (default ``max(8, dim // 4)``).
+    """
+
+    def __init__(self, dim: int, rho: float = 0.3, predictor_hidden: int | None = None):
+        super().__init__()
+        if not 0.0 <= rho < 1.0:
+            raise ValueError(f"rho (share of skipped tokens) must be in [0, 1), got {rho}.")
+        self.rho = rho
+        self.router = nn.Linear(dim, 1)
+        hidden = predictor_hidden or max(8, dim // 4)
+        self.predictor = nn.Sequential(nn.Linear(dim, hidden), nn.SiLU(), nn.Linear(hidden, 1))
+
+    def capacity(self, n: int) -> int:
+        """Tokens entering the block out of ``n`` under top-k routing: ``n - round(rho * n)``."""
+        return n - round(self.rho * n)
+
+    def route(self, x: torch.Tensor, mode: Mode) -> tuple[Route, torch.Tensor]:
+        """Decide which tokens of ``x`` (B, N, D) enter. Returns (route, predictor BCE loss; 0 in predictor mode)."""
+        B, N, _ = x.shape
+        logits = self.router(x).squeeze(-1).float()  # (B, N)
+        if mode == "topk":
+            k = self.capacity(N)
+            index = logits.topk(k, dim=-1).indices.sort(dim=-1).values  # (B, k) in causal order
+            target = torch.zeros_like(logits).scatter(1, index, 1.0)  # (B, N) top-k decisions
+            guess = self.predictor(x.detach()).squeeze(-1).float()  # (B, N)
+            loss = F.binary_cross_entropy_with_logits(guess, target)
+            valid = torch.ones_like(index, dtype=torch.bool)
+        elif mode == "predictor":
+            enter = self.predictor(x).squeeze(-1) > 0  # (B, N), causal: a function of each token alone
+            k = int(enter.sum(-1).max())
+            # Entering positions first (in order), then padding taken from skipped positions (weight 0).
+            index = (~enter).to(torch.int8).argsort(dim=-1, stable=True)[:, :k]  # (B, k)
+            valid = enter.gather(1, index)
+            loss = logits.new_zeros(())
+        else:
+            raise ValueError(f"mode must be 'topk' or 'predictor', got {mode!r}.")
+        weight = torch.sigmoid(logits.gather(1, index)).to(x.dtype)  # (B, k)
+        return Route(index=index, weight=weight, valid=valid), loss
+
+    def forward(
+        self, x: torch.Tensor, block: Callable[[torch.Tensor, Route], torch.Tensor], mode: Mode | None = None
+    ) -> tuple[torch.Tensor, Route, torch.Tensor]:
+        """Apply ``block`` to the routed tokens of ``x`` (B, N, D).
+
+        ``mode`` defaults to ``"topk"`` in training and ``"predictor"`` in eval. Returns (new x (B, N, D),
+        the route, predictor loss).
+        """
+        route, loss = self.route(x, mode or ("topk" if self.training else "predictor"))
+        delta = block(x, route)  # (B, k, D)
+        scale = (route.weight * route.valid).unsqueeze(-1)  # (B, k, 1); padding adds nothing
+        update = (delta * scale).to(x.dtype)
+        out = x.scatter_add(1, route.index[..., None].expand_as(update), update)  # (B, N, D)
+        return out, route, loss
