@@ -1,0 +1,110 @@
+"""Multi-head latent attention (MLA, DeepSeek-V2/V3) with a decoupled, shared RoPE key.
+
+Keys and values are compressed into one low-rank latent `c_kv` per token (RMSNorm-ed); a separate small key
+`k_rope` carries the position (3D RoPE) and is shared by all heads. The KV cache stores only `c_kv` and
+`k_rope`: `kv_lora_rank + qk_rope_head_dim` values per token per layer instead of `2 * n_heads * head_dim`.
+At every step the cached latents are expanded back to per-head keys and values (`wkv_b`); that is exact and
+simple, and cheap at the tiny head counts used here (the "absorbed" form is a speed trick for large models).
+
+The attention product itself is one function (`dense_causal_attention`) chosen by the `attention_product`
+attribute, so a block-sparse product can be swapped in by configuration.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .cache import KVCache
+from .rope import apply_rope
+
+
+def dense_causal_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_offset: int, scale: float
+) -> torch.Tensor:
+    """Causal softmax attention: query i sits at sequence position `q_offset + i` and sees keys 0..q_offset+i.
+
+    q (B, H, N, dk), k (B, H, S, dk), v (B, H, S, dv) with S = q_offset + N  ->  (B, H, N, dv).
+    """
+    n, s = q.shape[2], k.shape[2]
+    if q_offset == 0 and n == s:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
+    query_pos = torch.arange(q_offset, q_offset + n, device=q.device)
+    allowed = torch.arange(s, device=q.device)[None, :] <= query_pos[:, None]  # (N, S)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=scale)  # (B, H, N, dv)
+
+
+AttentionProduct = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int, float], torch.Tensor]
+
+
+class MultiHeadLatentAttention(nn.Module):
+    """Causal self-attention whose keys/values pass through a cached low-rank latent (see module docstring)."""
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        kv_lora_rank: int,
+        qk_nope_head_dim: int,
+        qk_rope_head_dim: int,
+        v_head_dim: int,
+        q_lora_rank: int = 0,
+        norm_eps: float = 1e-6,
+    ) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.kv_lora_rank = kv_lora_rank
+        self.qk_nope_head_dim = qk_nope_head_dim
+        self.qk_rope_head_dim = qk_rope_head_dim
+        self.v_head_dim = v_head_dim
+        qk_head_dim = qk_nope_head_dim + qk_rope_head_dim
+        self.scale = 1.0 / math.sqrt(qk_head_dim)
+        if q_lora_rank > 0:  # low-rank query as in DeepSeek-V3 (saves activations, not cache)
+            self.wq = nn.Sequential(
+                nn.Linear(d_model, q_lora_rank, bias=False),
+                nn.RMSNorm(q_lora_rank, eps=norm_eps),
+                nn.Linear(q_lora_rank, n_heads * qk_head_dim, bias=False),
+            )
+        else:
+            self.wq = nn.Linear(d_model, n_heads * qk_head_dim, bias=False)
+        self.wkv_a = nn.Linear(d_model, kv_lora_rank + qk_rope_head_dim, bias=False)
+        self.kv_norm = nn.RMSNorm(kv_lora_rank, eps=norm_eps)
+        self.wkv_b = nn.Linear(kv_lora_rank, n_heads * (qk_nope_head_dim + v_head_dim), bias=False)
+        self.wo = nn.Linear(n_heads * v_head_dim, d_model, bias=False)
+        self.attention_product: AttentionProduct = dense_causal_attention
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        cache: KVCache | None = None,
+        layer: int = 0,
+    ) -> torch.Tensor:
+        """x (B, N, D), rope = (cos, sin) each (N, qk_rope_head_dim) for these positions  ->  (B, N, D)."""
+        bsz, n, _ = x.shape
+        cos, sin = rope
+        q = self.wq(x).view(bsz, n, self.n_heads, -1).transpose(1, 2)  # (B, H, N, dn + dr)
+        q_nope, q_rope = q.split([self.qk_nope_head_dim, self.qk_rope_head_dim], dim=-1)
+        q_rope = apply_rope(q_rope, cos, sin)
+
+        kv = self.wkv_a(x)  # (B, N, r + dr)
+        latent, k_rope = kv.split([self.kv_lora_rank, self.qk_rope_head_dim], dim=-1)
+        latent = self.kv_norm(latent)  # (B, N, r)
+        k_rope = apply_rope(k_rope, cos, sin)  # (B, N, dr), one key for all heads
+        offset = 0
+        if cache is not None:
+            offset = cache.length
+            latent, k_rope = cache.update(layer, latent, k_rope)  # (B, S, r), (B, S, dr)
+        s = latent.shape[1]
+
+        kv = self.wkv_b(latent).view(bsz, s, self.n_heads, -1).transpose(1, 2)  # (B, H, S, dn + dv)
+        k_nope, v = kv.split([self.qk_nope_head_dim, self.v_head_dim], dim=-1)
+        k = torch.cat([k_nope, k_rope[:, None].expand(-1, self.n_heads, -1, -1)], dim=-1)  # (B, H, S, dn + dr)
+        q = torch.cat([q_nope, q_rope], dim=-1)  # (B, H, N, dn + dr)
+
+        out = self.attention_product(q, k, v, offset, self.scale)  # (B, H, N, dv)
+        return self.wo(out.transpose(1, 2).reshape(bsz, n, -1))  # (B, N, D)

@@ -1,0 +1,48 @@
+"""Cross-modal bridge: Flamingo-style gated cross-attention from video tokens to text-encoder states."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .text_encoder import padding_attention_mask
+
+
+@dataclass
+class TextContext:
+    """Encoded prompts: `states (B, L, Dt)` and `mask (B, L)` (True = real token; an all-False row = no text)."""
+
+    states: torch.Tensor
+    mask: torch.Tensor
+
+
+class GatedCrossAttention(nn.Module):
+    """`x + tanh(gate) * CrossAttn(RMSNorm(x), text)`, gate initialised at 0 so a fresh bridge is the identity.
+
+    Rows whose text mask is all False get exactly zero cross-attention output (unconditional), without NaN.
+    """
+
+    def __init__(self, d_model: int, text_dim: int, n_heads: int, norm_eps: float = 1e-6) -> None:
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads}) for the bridge.")
+        self.n_heads = n_heads
+        self.norm = nn.RMSNorm(d_model, eps=norm_eps)
+        self.q = nn.Linear(d_model, d_model, bias=False)
+        self.kv = nn.Linear(text_dim, 2 * d_model, bias=False)
+        self.out = nn.Linear(d_model, d_model, bias=False)
+        self.gate = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor, text: TextContext) -> torch.Tensor:
+        """x (B, N, D), text.states (B, L, Dt)  ->  the residual update (B, N, D) (not yet added to x)."""
+        bsz, n, dim = x.shape
+        if text.states.shape[0] != bsz:
+            raise ValueError(f"Text batch size {text.states.shape[0]} does not match the video batch size {bsz}.")
+        q = self.q(self.norm(x)).view(bsz, n, self.n_heads, -1).transpose(1, 2)  # (B, H, N, dh)
+        k, v = self.kv(text.states).view(bsz, -1, 2, self.n_heads, dim // self.n_heads).permute(2, 0, 3, 1, 4)
+        attn = F.scaled_dot_product_attention(q, k, v, attn_mask=padding_attention_mask(text.mask))  # (B, H, N, dh)
+        has_text = text.mask.any(dim=-1).to(x.dtype)[:, None, None]  # (B, 1, 1)
+        return torch.tanh(self.gate).to(x.dtype) * self.out(attn.transpose(1, 2).reshape(bsz, n, dim)) * has_text

@@ -1,0 +1,64 @@
+"""Factorised 3D rotary position embedding over the (t, h, w) grid of video codes.
+
+Sequence layout: position 0 is the BOS token, positions 1.. are video codes in raster order (t, h, w).
+A video code at grid cell (t, y, x) gets the 3D coordinate (t + 1, y, x); BOS gets (0, 0, 0), i.e. it sits
+"one frame before" the first frame at the top-left corner. The rotary pairs of a head are split into three
+bands, one per axis, each rotated by its own coordinate (Lumina/Qwen2-VL style M-RoPE).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def split_rope_dims(rope_dim: int) -> tuple[int, int, int]:
+    """Split an even `rope_dim` into three even band widths (t, h, w), the t band taking any remainder."""
+    if rope_dim < 6 or rope_dim % 2:
+        raise ValueError(f"qk_rope_head_dim must be an even number >= 6 (two per axis t, h, w), got {rope_dim}.")
+    pairs = rope_dim // 2
+    base, extra = divmod(pairs, 3)
+    return (2 * (base + extra), 2 * base, 2 * base)
+
+
+def grid_positions(start: int, length: int, height: int, width: int) -> torch.Tensor:
+    """3D coordinates `(length, 3)` of sequence positions start..start+length-1 (position 0 = BOS = (0, 0, 0))."""
+    pos = torch.arange(start, start + length)
+    idx = (pos - 1).clamp(min=0)  # video code index in raster order
+    coords = torch.stack([idx // (height * width) + 1, (idx // width) % height, idx % width], dim=-1)
+    coords[pos == 0] = 0
+    return coords  # (N, 3)
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    """(x1, x2) -> (-x2, x1) on the last dimension's halves."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate `x (..., N, d)` by `cos, sin (N, d)` (computed in fp32, returned in x's dtype)."""
+    xf = x.float()
+    return (xf * cos + rotate_half(xf) * sin).to(x.dtype)
+
+
+class VideoRoPE(nn.Module):
+    """Produces `cos, sin (N, rope_dim)` for a span of sequence positions of a video of `height x width` codes."""
+
+    def __init__(self, rope_dim: int, height: int, width: int, theta: float = 10000.0) -> None:
+        super().__init__()
+        self.height, self.width = height, width
+        self.dims = split_rope_dims(rope_dim)
+        inv = [1.0 / theta ** (torch.arange(0, d, 2, dtype=torch.float64) / d) for d in self.dims]
+        self.register_buffer("inv_t", inv[0].float(), persistent=False)
+        self.register_buffer("inv_h", inv[1].float(), persistent=False)
+        self.register_buffer("inv_w", inv[2].float(), persistent=False)
+
+    def forward(self, start: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin for positions start..start+length-1, each `(N, rope_dim)` in fp32."""
+        coords = grid_positions(start, length, self.height, self.width).to(self.inv_t.device).float()  # (N, 3)
+        freqs = torch.cat(
+            [coords[:, 0:1] * self.inv_t, coords[:, 1:2] * self.inv_h, coords[:, 2:3] * self.inv_w], dim=-1
+        )  # (N, rope_dim / 2)
+        emb = torch.cat((freqs, freqs), dim=-1)  # (N, rope_dim)
+        return emb.cos(), emb.sin()

@@ -1,0 +1,200 @@
+"""WorldModel: a GPT-style MoE transformer over video codes, with text fused through gated cross-attention.
+
+Sequence: `[BOS, code_0, code_1, ...]` with codes in raster order (t, h, w); `logits[:, i]` predicts code i.
+Position 0 is BOS, position p >= 1 is video code p - 1 at 3D coordinate (t + 1, h, w) (see rope.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from diffusers.utils import BaseOutput
+from torch import nn
+
+from ..tokenizers.text import ByteTokenizer
+from .attention import MultiHeadLatentAttention
+from .block import Block
+from .bridge import GatedCrossAttention, TextContext
+from .cache import KVCache
+from .ffn import FeedForward
+from .moe import Experts, MoE
+from .rope import VideoRoPE, split_rope_dims
+from .router import Router
+from .text_encoder import TextEncoder
+
+
+@dataclass
+class WorldModelOutput(BaseOutput):
+    """`logits (B, N, codebook_size)`, `aux_loss` (scalar, MoE auxiliary losses summed), `stats` (MoE routing
+    statistics keyed `layer{i}/{name}`: `load (E,)`, `utilisation`, `max_mean_load`, `experts_per_token`,
+    `dropped_share`)."""
+
+    logits: torch.Tensor
+    aux_loss: torch.Tensor
+    stats: dict[str, torch.Tensor]
+
+
+class WorldModel(ModelMixin, ConfigMixin):
+    """MoE world-model backbone (see the module docstring and DESIGN.md "The backbone in one paragraph").
+
+    Layers `0 .. n_dense_layers - 1` use a dense SwiGLU FFN of width `dense_hidden`, the rest a `MoE`.
+    Layers listed in `bridge_layers` (None = every layer) get a gated cross-attention to the text states.
+    `max_seq_len = latent_frames * latent_height * latent_width + 1` (BOS included).
+    """
+
+    config_name = "config.json"
+
+    @register_to_config
+    def __init__(
+        self,
+        codebook_size: int = 1024,
+        latent_frames: int = 5,
+        latent_height: int = 8,
+        latent_width: int = 8,
+        max_text_len: int = 128,
+        d_model: int = 256,
+        n_layers: int = 4,
+        n_heads: int = 4,
+        q_lora_rank: int = 0,
+        kv_lora_rank: int = 64,
+        qk_nope_head_dim: int = 32,
+        qk_rope_head_dim: int = 24,
+        v_head_dim: int = 32,
+        rope_theta: float = 10000.0,
+        n_dense_layers: int = 1,
+        dense_hidden: int = 704,
+        moe_experts: int = 16,
+        moe_expert_hidden: int = 64,
+        moe_top_k: int = 4,
+        moe_groups: int = 4,
+        moe_topk_groups: int = 2,
+        moe_shared_experts: int = 1,
+        moe_score_func: str = "sigmoid",
+        moe_route_scale: float = 1.0,
+        moe_top_p: float | None = None,
+        moe_capacity_factor: float | None = None,
+        moe_bias_update_speed: float = 1e-3,
+        moe_seq_aux_weight: float = 1e-4,
+        moe_z_loss_weight: float = 1e-3,
+        moe_entropy_weight: float = 0.0,
+        moe_dispatch: str = "auto",
+        bridge_layers: list[int] | None = None,
+        text_d_model: int = 128,
+        text_layers: int = 2,
+        text_heads: int = 4,
+        norm_eps: float = 1e-6,
+    ) -> None:
+        super().__init__()
+        self._validate_config()
+        split_rope_dims(qk_rope_head_dim)
+        self.rope = VideoRoPE(qk_rope_head_dim, latent_height, latent_width, rope_theta)
+        self.embed = nn.Embedding(codebook_size + 1, d_model)  # + BOS
+        self.text_encoder = TextEncoder(ByteTokenizer.vocab_size, max_text_len, text_d_model, text_layers, text_heads)
+        bridges = set(range(n_layers)) if bridge_layers is None else set(bridge_layers)
+        self.blocks = nn.ModuleList()
+        for i in range(n_layers):
+            attn = MultiHeadLatentAttention(
+                d_model, n_heads, kv_lora_rank, qk_nope_head_dim, qk_rope_head_dim, v_head_dim, q_lora_rank, norm_eps
+            )
+            if i < n_dense_layers:
+                ffn: FeedForward | MoE = FeedForward(d_model, dense_hidden)
+            else:
+                ffn = MoE(
+                    d_model, moe_experts, moe_expert_hidden, moe_top_k, moe_groups, moe_topk_groups,
+                    moe_shared_experts, moe_score_func, moe_route_scale, moe_top_p, moe_capacity_factor,
+                    moe_bias_update_speed, moe_seq_aux_weight, moe_z_loss_weight, moe_entropy_weight, moe_dispatch,
+                )  # fmt: skip
+            bridge = GatedCrossAttention(d_model, text_d_model, n_heads, norm_eps) if i in bridges else None
+            self.blocks.append(Block(attn, ffn, bridge, d_model, norm_eps))
+        self.norm = nn.RMSNorm(d_model, eps=norm_eps)
+        self.lm_head = nn.Linear(d_model, codebook_size, bias=False)
+        self.apply(self._init_weights)
+
+    def _validate_config(self) -> None:
+        """Raise one clear ValueError for an inconsistent configuration."""
+        c = self.config
+        for name in ("codebook_size", "latent_frames", "latent_height", "latent_width", "max_text_len", "d_model",
+                     "n_layers", "n_heads", "kv_lora_rank", "v_head_dim", "text_d_model", "text_heads"):  # fmt: skip
+            if getattr(c, name) < 1:
+                raise ValueError(f"WorldModel config {name} must be at least 1, got {getattr(c, name)}.")
+        if not 0 <= c.n_dense_layers <= c.n_layers:
+            raise ValueError(f"n_dense_layers must be in [0, n_layers={c.n_layers}], got {c.n_dense_layers}.")
+        if c.bridge_layers is not None and any(not 0 <= i < c.n_layers for i in c.bridge_layers):
+            raise ValueError(f"bridge_layers must be layer indices in [0, {c.n_layers}), got {c.bridge_layers}.")
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        """GPT-style init: normal(0, 0.02) for linear, embedding, router and expert weights (bridge gates stay 0)."""
+        if isinstance(module, nn.Linear | nn.Embedding | Router):
+            nn.init.normal_(module.weight, std=0.02)
+        elif isinstance(module, Experts):
+            nn.init.normal_(module.w13, std=0.02)
+            nn.init.normal_(module.w2, std=0.02)
+
+    @property
+    def bos_token_id(self) -> int:
+        """Id of the beginning-of-sequence token (one past the last video code)."""
+        return self.config.codebook_size
+
+    @property
+    def max_seq_len(self) -> int:
+        """Longest sequence the model takes: every code of the largest latent grid plus BOS."""
+        c = self.config
+        return c.latent_frames * c.latent_height * c.latent_width + 1
+
+    def new_cache(self, batch_size: int) -> KVCache:
+        """An empty KV cache for `batch_size` sequences (latent + RoPE key per layer)."""
+        c = self.config
+        return KVCache(c.n_layers, batch_size, self.max_seq_len, c.kv_lora_rank, c.qk_rope_head_dim)
+
+    def encode_text(self, ids: torch.Tensor, mask: torch.Tensor) -> TextContext:
+        """ByteTokenizer output `(ids (B, L), mask (B, L))` -> TextContext(states (B, L, text_d_model), mask)."""
+        device = self.embed.weight.device
+        ids, mask = ids.to(device), mask.to(device)
+        return TextContext(self.text_encoder(ids, mask).to(self.embed.weight.dtype), mask)
+
+    def moe_layers(self) -> list[tuple[int, MoE]]:
+        """(layer index, MoE) for every MoE layer."""
+        return [(i, b.ffn) for i, b in enumerate(self.blocks) if isinstance(b.ffn, MoE)]
+
+    def update_router_biases(self) -> None:
+        """One balancing-bias step for every router (call once per optimiser step, on every process)."""
+        for _, moe in self.moe_layers():
+            moe.router.update_bias()
+
+    def forward(
+        self, input_ids: torch.Tensor, text: TextContext | None = None, cache: KVCache | None = None
+    ) -> WorldModelOutput:
+        """input_ids (B, N) -> logits (B, N, codebook_size); with a cache, positions start at `cache.length`."""
+        if input_ids.ndim != 2 or input_ids.shape[1] == 0 or input_ids.dtype != torch.long:
+            raise ValueError(
+                f"input_ids must be a non-empty LongTensor (B, N), got {input_ids.dtype} {tuple(input_ids.shape)}."
+            )
+        lo, hi = int(input_ids.min()), int(input_ids.max())
+        if lo < 0 or hi > self.bos_token_id:
+            raise ValueError(
+                f"input_ids must be video codes in [0, {self.config.codebook_size}) or BOS={self.bos_token_id}, "
+                f"got values in [{lo}, {hi}]."
+            )
+        start, n = (cache.length if cache is not None else 0), input_ids.shape[1]
+        if start + n > self.max_seq_len:
+            raise ValueError(
+                f"Sequence of {start + n} tokens (cache {start} + input {n}) is longer "
+                f"than max_seq_len {self.max_seq_len} = latent_frames*latent_height*latent_width + 1."
+            )
+        x = self.embed(input_ids)  # (B, N, D)
+        cos, sin = self.rope(start, input_ids.shape[1])  # (N, dr) each
+        aux = x.new_zeros((), dtype=torch.float32)
+        stats: dict[str, torch.Tensor] = {}
+        for i, block in enumerate(self.blocks):
+            x, block_aux, block_stats = block(x, (cos, sin), text, cache, i)
+            if block_aux is not None:
+                aux = aux + block_aux
+            stats.update({f"layer{i}/{k}": v for k, v in block_stats.items()})
+        if cache is not None:
+            cache.advance(input_ids.shape[1])
+        logits = self.lm_head(self.norm(x))  # (B, N, V)
+        return WorldModelOutput(logits=logits, aux_loss=aux, stats=stats)
