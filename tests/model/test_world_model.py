@@ -1,0 +1,185 @@
+"""WorldModel: causality, exact KV-cached decoding, cache contents, text bridge, save/load, clear errors."""
+
+import pytest
+import torch
+
+from worldmodel.model import KVCache, TextContext, WorldModel
+from worldmodel.model.rope import grid_positions
+from worldmodel.tokenizers.text import ByteTokenizer
+
+TINY = dict(
+    codebook_size=64, latent_frames=3, latent_height=4, latent_width=4, max_text_len=32, d_model=64, n_layers=3,
+    n_heads=2, kv_lora_rank=16, qk_nope_head_dim=16, qk_rope_head_dim=12, v_head_dim=16, dense_hidden=128,
+    moe_experts=8, moe_expert_hidden=32, moe_top_k=2, moe_groups=4, moe_topk_groups=2, bridge_layers=[0, 2],
+    text_d_model=32, text_layers=1, text_heads=2,
+)  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny matrices run faster on one thread (and the shared CI box is busy)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def make_model(**overrides) -> WorldModel:
+    torch.manual_seed(0)
+    model = WorldModel(**{**TINY, **overrides}).eval()
+    for block in model.blocks:  # open the bridges so that text matters
+        if block.bridge is not None:
+            torch.nn.init.constant_(block.bridge.gate, 0.7)
+    return model
+
+
+def sequence(model: WorldModel, batch: int = 2, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, model.config.codebook_size, (batch, model.max_seq_len), generator=g)
+    ids[:, 0] = model.bos_token_id
+    return ids
+
+
+def text_for(model: WorldModel, prompts: list[str]) -> TextContext:
+    return model.encode_text(*ByteTokenizer(model.config.max_text_len).encode(prompts))
+
+
+def test_changing_token_j_changes_no_logit_before_j():
+    model = make_model()
+    ids, text = sequence(model), text_for(model, ["a red ball falls", "two balls collide"])
+    j = 21
+    changed = ids.clone()
+    changed[:, j] = (changed[:, j] + 7) % model.config.codebook_size
+    with torch.no_grad():
+        a, b = model(ids, text).logits, model(changed, text).logits
+    assert torch.equal(a[:, :j], b[:, :j])
+    assert not torch.allclose(a[:, j:], b[:, j:])
+
+
+def test_kv_cached_steps_equal_the_full_forward():
+    model = make_model()
+    ids, text = sequence(model), text_for(model, ["a red ball falls", ""])
+    with torch.no_grad():
+        full = model(ids, text).logits
+        cache = model.new_cache(2)
+        chunks = [model(ids[:, :5], text, cache).logits]  # a prompt chunk, then one token at a time
+        chunks += [model(ids[:, i : i + 1], text, cache).logits for i in range(5, ids.shape[1])]
+        stepped = torch.cat(chunks, dim=1)
+        assert cache.length == ids.shape[1]
+        cache.crop(10)  # roll back (speculative decoding) and redo a chunk
+        redo = model(ids[:, 10:14], text, cache).logits
+    assert torch.allclose(stepped, full, atol=1e-4)
+    assert torch.allclose(redo, full[:, 10:14], atol=1e-4)
+
+
+def test_cache_holds_only_the_latent_and_the_rope_key():
+    model = make_model()
+    cache = model.new_cache(2)
+    with torch.no_grad():
+        model(sequence(model)[:, :7], None, cache)
+    c = model.config
+    for latent, rope_key in zip(cache.latents, cache.rope_keys, strict=True):
+        assert latent.shape == (2, model.max_seq_len, c.kv_lora_rank)
+        assert rope_key.shape == (2, model.max_seq_len, c.qk_rope_head_dim)
+    assert set(vars(cache)) == {"n_layers", "batch_size", "max_seq_len", "kv_lora_rank", "rope_dim", "length",
+                                "latents", "rope_keys"}  # fmt: skip
+    assert cache.nbytes_per_token() == 4 * c.n_layers * (c.kv_lora_rank + c.qk_rope_head_dim)
+
+
+def test_bos_and_video_positions_on_the_3d_grid():
+    coords = grid_positions(0, 1 + 2 * 4 * 4, height=4, width=4)
+    assert coords[0].tolist() == [0, 0, 0]  # BOS
+    assert coords[1].tolist() == [1, 0, 0]  # first code, frame 0 -> t coordinate 1
+    assert coords[1 + 4 + 2].tolist() == [1, 1, 2]
+    assert coords[1 + 16].tolist() == [2, 0, 0]
+
+
+def test_with_gates_at_zero_the_output_ignores_the_text():
+    model = make_model()
+    for block in model.blocks:
+        if block.bridge is not None:
+            torch.nn.init.zeros_(block.bridge.gate)
+    ids = sequence(model)
+    with torch.no_grad():
+        a = model(ids, text_for(model, ["a red ball falls", "x"])).logits
+        b = model(ids, text_for(model, ["something else entirely", "y y y"])).logits
+        c = model(ids, None).logits
+    assert torch.equal(a, b) and torch.equal(a, c)
+
+
+def test_empty_prompt_is_exactly_unconditional_and_text_matters_otherwise():
+    model = make_model()
+    ids = sequence(model)
+    text = text_for(model, ["", "a blue ball bounces"])
+    block = model.blocks[0]
+    x = torch.randn(2, 9, model.config.d_model)
+    with torch.no_grad():
+        update = block.bridge(x, text)
+        assert torch.equal(update[0], torch.zeros_like(update[0])) and update[1].abs().sum() > 0
+        with_text = model(ids, text).logits
+        none = model(ids, None).logits
+    assert torch.equal(with_text[0], none[0]) and not torch.isnan(with_text).any()
+    assert not torch.allclose(with_text[1], none[1])
+
+
+def test_save_and_load_round_trip(tmp_path):
+    model = make_model(moe_top_p=0.6)
+    model.blocks[2].ffn.router.bias.fill_(0.25)  # the balancing bias is state too
+    model.save_pretrained(tmp_path)
+    loaded = WorldModel.from_pretrained(tmp_path).eval()
+    assert loaded.config.moe_top_p == 0.6 and loaded.config.bridge_layers == [0, 2]
+    ids, text = sequence(model), text_for(model, ["hello"] * 2)
+    with torch.no_grad():
+        assert torch.equal(model(ids, text).logits, loaded(ids, text_for(loaded, ["hello"] * 2)).logits)
+    assert torch.equal(loaded.blocks[2].ffn.router.bias, model.blocks[2].ffn.router.bias)
+
+
+def test_stats_and_aux_loss_in_training_mode():
+    model = make_model().train()
+    out = model(sequence(model), text_for(model, ["a", "b"]))
+    assert out.logits.shape == (2, model.max_seq_len, model.config.codebook_size)
+    assert out.aux_loss.requires_grad and out.aux_loss > 0
+    for layer in (1, 2):  # layer 0 is dense
+        assert out.stats[f"layer{layer}/load"].shape == (8,)
+        assert 1.0 <= out.stats[f"layer{layer}/max_mean_load"] <= 4.0
+        assert out.stats[f"layer{layer}/experts_per_token"] == 2
+    assert "layer0/load" not in out.stats
+
+
+def test_clear_errors_for_bad_inputs():
+    model = make_model()
+    ids = sequence(model)
+    with pytest.raises(ValueError, match="video codes in"):
+        model(ids.clone().fill_(model.bos_token_id + 1))
+    with pytest.raises(ValueError, match="video codes in"):
+        model(ids.clone().fill_(-1))
+    with pytest.raises(ValueError, match="longer than max_seq_len"):
+        model(torch.cat([ids, ids[:, :1]], dim=1))
+    cache = model.new_cache(2)
+    model(ids[:, :-1], None, cache)
+    with pytest.raises(ValueError, match="longer than max_seq_len"):
+        model(ids[:, :2], None, cache)
+    with pytest.raises(ValueError, match="LongTensor"):
+        model(ids.float())
+    with pytest.raises(ValueError, match="batch size"):
+        model(ids, text_for(model, ["only one prompt"]))
+    with pytest.raises(ValueError, match="batch size 2"):
+        model(ids[:1], None, model.new_cache(2))
+    with pytest.raises(ValueError, match="crop"):
+        KVCache(1, 1, 8, 4, 6).crop(3)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"moe_groups": 4, "moe_topk_groups": 5}, "topk_groups"),
+        ({"moe_top_k": 9}, "top_k"),
+        ({"n_dense_layers": 4}, "n_dense_layers"),
+        ({"bridge_layers": [3]}, "bridge_layers"),
+        ({"qk_rope_head_dim": 7}, "qk_rope_head_dim"),
+        ({"d_model": 0}, "d_model"),
+    ],
+)
+def test_bad_configs_raise_clear_errors(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        WorldModel(**{**TINY, **overrides})
