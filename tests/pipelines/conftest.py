@@ -1,17 +1,40 @@
-"""Tiny components shared by the pipeline tests."""
+"""Tiny real components shared by the pipeline tests (random init, CPU, seconds to build)."""
 
 import pytest
 import torch
-from pipeline_toys import ToyWorldModel
 
+from worldmodel.model import WorldModel
 from worldmodel.tokenizers import VideoTokenizer
+
+TINY_WORLD = dict(latent_frames=3, latent_height=4, latent_width=4, max_text_len=64, d_model=32, n_layers=2,
+                  n_heads=2, kv_lora_rank=16, qk_nope_head_dim=8, qk_rope_head_dim=12, v_head_dim=8,
+                  n_dense_layers=1, dense_hidden=64, moe_experts=4, moe_expert_hidden=16, moe_top_k=2, moe_groups=2,
+                  moe_topk_groups=1, text_d_model=16, text_layers=1, text_heads=2)
+
+
+def _open_bridges(model: WorldModel) -> WorldModel:
+    """Random init leaves the text bridges shut (gate 0); open them as training would, so text matters."""
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("gate"):
+                param.fill_(1.0)
+    return model
 
 
 @pytest.fixture(scope="session")
 def tiny_parts():
-    """(tokenizer, world model, draft model): random init, 32x32 frames, 3 latent frames of 4x4 codes."""
+    """(tokenizer, world model, draft model): 32x32 frames, 3 latent frames of 4x4 codes, 16 codes."""
     torch.manual_seed(0)
     tokenizer = VideoTokenizer(channels=(8, 8, 8), patch_size=4, fsq_levels=(4, 4))
-    world = ToyWorldModel(codebook_size=tokenizer.codebook_size, latent_frames=3)
-    draft = ToyWorldModel(codebook_size=tokenizer.codebook_size, latent_frames=3, dim=8)
-    return tokenizer, world, draft
+    world = _open_bridges(WorldModel(codebook_size=tokenizer.codebook_size, **TINY_WORLD))
+    draft = _open_bridges(WorldModel(codebook_size=tokenizer.codebook_size, **{**TINY_WORLD, "n_layers": 1}))
+    return tokenizer.eval(), world.eval(), draft.eval()
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Decoding runs thousands of tiny ops: one thread avoids thread-synchronisation stalls on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -14,15 +14,6 @@ from worldmodel.pipelines.speculative import SpeculativeStats, speculative_gener
 VOCAB, LENGTH = 3, 3
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These loops run thousands of tiny ops: one thread avoids synchronisation overhead on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _target_joint(lm, sampling):
     """Exact probability of every length-LENGTH sequence after BOS, by enumeration."""
     probs = {}
