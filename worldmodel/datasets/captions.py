@@ -85,6 +85,9 @@ def _wall_clause(n: int, verb: str = "bounces off the walls") -> str:
 def _uniform(names, first, bounces, collisions, ppu, annotation) -> list[str]:
     vx, vy = first[0][2:]
     name, motion, wall = names[0], _motion(vx, vy, ppu), _wall_clause(bounces[0])
+    if motion == "stays still":
+        return [f"a {name} ball stays still", f"a {name} ball rests in place without gravity",
+                f"nothing moves: a {name} ball at rest"]
     d = direction_word(vx, vy)
     return [
         f"a {name} ball {motion} at constant speed{wall}",
