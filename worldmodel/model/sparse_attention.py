@@ -107,40 +107,46 @@ def _selection_table(q, k, block_size, top_k, q_offset, selection):
 
 
 def _gather_attention(q, k, v, block_size, table, q_offset, scale):
-    """Attend each query block to its gathered key blocks only (no dense N x N product)."""
+    """Attend each query block to its gathered key blocks only (no dense N x N product).
+
+    Query blocks ``i < top_k + 2`` have at most ``top_k`` candidates, so they keep every earlier block: their
+    queries run plain dense causal attention over that short prefix. Every later query block has all
+    ``top_k + 2`` slots filled, so one causal mask of shape (bs, S * bs) serves all of them.
+    """
     B, H, M, Dq = q.shape
     N, Dv = k.shape[2], v.shape[-1]
-    bs = block_size
+    bs, top_k = block_size, table.shape[-1]
+    split = min(max((top_k + 2) * bs - q_offset, 0), M)  # queries inside the dense prefix
+    parts = []
+    if split > 0:
+        end = q_offset + split
+        parts.append(dense_causal_attention(q[:, :, :split], k[:, :, :end], v[:, :, :end], q_offset=q_offset,
+                                            scale=scale))  # fmt: skip
+    if split == M:
+        return torch.cat(parts, dim=2)
+    q, q_offset, M = q[:, :, split:], q_offset + split, M - split
     n_kb = math.ceil(N / bs)
     qb0 = q_offset // bs
     n_qb = n_kb - qb0
-    lead = q_offset - qb0 * bs  # query rows before the first query inside block qb0
+    lead = q_offset - qb0 * bs  # padding rows before the first query inside block qb0
     pad_k = n_kb * bs - N
     k_blocks = F.pad(k, (0, 0, 0, pad_k)).reshape(B * H * n_kb, bs * Dq)
     v_blocks = F.pad(v, (0, 0, 0, pad_k)).reshape(B * H * n_kb, bs * Dv)
     q_blocks = F.pad(q, (0, 0, lead, n_qb * bs - lead - M)).reshape(B * H, n_qb, bs, Dq)
 
-    # Slots per query block: [first block, top_k selected, local block].
-    rows = table[:, :, qb0:]  # (B, H, n_qb, top_k)
+    # Slots per query block: [first block, top_k selected, local block]; all valid here.
     local = torch.arange(qb0, n_kb, device=q.device).expand(B, H, n_qb)  # (B, H, n_qb)
-    first = torch.zeros_like(local)
-    slots = torch.cat([first[..., None], rows, local[..., None]], dim=-1)  # (B, H, n_qb, S)
-    valid = slots >= 0
-    valid[..., 0] = local > 0  # the first block is the local block of query block 0
+    slots = torch.cat([torch.zeros_like(local)[..., None], table[:, :, qb0:], local[..., None]], dim=-1)
     S = slots.shape[-1]
-    flat = slots.clamp(min=0) + torch.arange(B * H, device=q.device).view(B, H, 1, 1) * n_kb
-    k_sel = k_blocks[flat.reshape(-1)].reshape(B * H, n_qb, S * bs, Dq)  # gathered keys
-    v_sel = v_blocks[flat.reshape(-1)].reshape(B * H, n_qb, S * bs, Dv)
+    flat = (slots + torch.arange(B * H, device=q.device).view(B, H, 1, 1) * n_kb).reshape(-1)
+    k_sel = k_blocks[flat].reshape(B * H, n_qb, S * bs, Dq)  # gathered keys
+    v_sel = v_blocks[flat].reshape(B * H, n_qb, S * bs, Dv)
 
-    causal = torch.ones(bs, bs, dtype=torch.bool, device=q.device).tril()  # (bs, bs)
-    is_local = torch.zeros(S, dtype=torch.bool, device=q.device)
-    is_local[-1] = True
-    inner = torch.where(is_local[:, None, None], causal[None], torch.ones_like(causal)[None])  # (S, bs, bs)
-    mask = valid.reshape(B * H, n_qb, 1, S, 1) & inner.permute(1, 0, 2)[None, None]  # (BH, n_qb, bs, S, bs)
-    mask = mask.reshape(B * H, n_qb, bs, S * bs)
+    mask = torch.ones(bs, S * bs, dtype=torch.bool, device=q.device)  # (bs, S * bs): causal in the local slot
+    mask[:, -bs:] = torch.ones(bs, bs, dtype=torch.bool, device=q.device).tril()
     out = F.scaled_dot_product_attention(q_blocks, k_sel, v_sel, attn_mask=mask, scale=scale)  # (BH, n_qb, bs, Dv)
-    out = out.reshape(B, H, n_qb * bs, Dv)
-    return out[:, :, lead : lead + M]
+    parts.append(out.reshape(B, H, n_qb * bs, Dv)[:, :, lead : lead + M])
+    return torch.cat(parts, dim=2)
 
 
 def _flex_attention(q, k, v, block_size, table, scale):
