@@ -11,6 +11,8 @@ Writes ``benchmarks/results/data.json``. Every ratio compares two runs of this s
   annotation JSON, manifest), 1 and 2 worker processes.
 - ``load_clips_decord`` / ``load_clips_pyav``: ``PhysicsVideoDataset`` items/s with each backend, one process.
 - ``*_ratio`` rows: 2 workers over 1, decord over PyAV.
+- ``*_per_cpu_s`` rows: the same single-process runs per CPU-second of this process, which does not
+  depend on what else the machine runs (two idle cores give about twice that).
 - ``simulate_ms`` / ``render_ms`` / ``encode_ms``: where one episode's time goes (single process).
 """
 
@@ -52,31 +54,36 @@ def _machine() -> str:
     return f"{model}, {os.cpu_count()} logical CPUs, {platform.system()}"
 
 
-def simulated_rate(episodes: int, workers: int) -> float:
-    """Episodes/s of on-the-fly simulation through a DataLoader (batches of 8)."""
+def _rates(count: int, wall: float, cpu: float) -> tuple[float, float]:
+    """(items per wall-clock second, items per CPU-second of this process)."""
+    return count / wall, count / max(cpu, 1e-9)
+
+
+def simulated_rate(episodes: int, workers: int) -> tuple[float, float]:
+    """Episodes/s of on-the-fly simulation through a DataLoader (batches of 8): wall clock, per CPU-second."""
     dataset = SimulatedDataset(episodes, seed=1)
     loader = DataLoader(dataset, batch_size=8, num_workers=workers, collate_fn=collate_clips)
-    start = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     count = sum(len(batch["ids"]) for batch in loader)
-    return count / (time.perf_counter() - start)
+    return _rates(count, time.perf_counter() - wall, time.process_time() - cpu)
 
 
-def generate_rate(episodes: int, workers: int) -> float:
-    """Episodes/s of ``generate_dataset`` into a fresh folder."""
+def generate_rate(episodes: int, workers: int) -> tuple[float, float]:
+    """Episodes/s of ``generate_dataset`` into a fresh folder: wall clock, per CPU-second of this process."""
     with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         generate_dataset(Path(tmp) / "d", episodes, seed=1, split="train", workers=workers)
-        return episodes / (time.perf_counter() - start)
+        return _rates(episodes, time.perf_counter() - wall, time.process_time() - cpu)
 
 
-def load_rate(root: Path, backend: str, repeats: int) -> float:
-    """Items/s of ``PhysicsVideoDataset`` with one backend in this process."""
+def load_rate(root: Path, backend: str, repeats: int) -> tuple[float, float]:
+    """Items/s of ``PhysicsVideoDataset`` with one backend in this process: wall clock, per CPU-second."""
     dataset = PhysicsVideoDataset(root, backend=backend, strict=True)
-    start = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     for _ in range(repeats):
         for i in range(len(dataset)):
             dataset[i]
-    return repeats * len(dataset) / (time.perf_counter() - start)
+    return _rates(repeats * len(dataset), time.perf_counter() - wall, time.process_time() - cpu)
 
 
 def breakdown(episodes: int) -> dict[str, float]:
@@ -116,22 +123,26 @@ def main() -> None:
         rows.append({"name": name, "value": round(value, 3), "unit": unit, "goal": goal, "higher_is_better": higher})
 
     simulate("uniform", "train", 0)  # warm imports
-    sim1, sim2 = simulated_rate(episodes, 0), simulated_rate(episodes, 2)
+    (sim1, sim_cpu), (sim2, _) = simulated_rate(episodes, 0), simulated_rate(episodes, 2)
     add("simulate_render_eps_1w", sim1, "episodes/s")
     add("simulate_render_eps_2w", sim2, "episodes/s", GOAL_EPS)
     add("simulate_render_2w_over_1w_ratio", sim2 / sim1, "x")
-    gen1, gen2 = generate_rate(episodes, 1), generate_rate(episodes, 2)
+    add("simulate_render_eps_per_cpu_s", sim_cpu, "episodes/CPU-s")
+    (gen1, gen_cpu), (gen2, _) = generate_rate(episodes, 1), generate_rate(episodes, 2)
     add("generate_eps_1w", gen1, "episodes/s")
     add("generate_eps_2w", gen2, "episodes/s", GOAL_EPS)
     add("generate_2w_over_1w_ratio", gen2 / gen1, "x")
+    add("generate_eps_per_cpu_s", gen_cpu, "episodes/CPU-s")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "d"
         generate_dataset(root, min(episodes, 100), seed=2, split="train", workers=2)
         repeats = 1 if args.quick else 3
-        dec, pyav = load_rate(root, "decord", repeats), load_rate(root, "pyav", repeats)
+        (dec, dec_cpu), (pyav, pyav_cpu) = load_rate(root, "decord", repeats), load_rate(root, "pyav", repeats)
     add("load_clips_decord", dec, "clips/s")
     add("load_clips_pyav", pyav, "clips/s")
     add("load_decord_over_pyav_ratio", dec / pyav, "x")
+    add("load_clips_decord_per_cpu_s", dec_cpu, "clips/CPU-s")
+    add("load_clips_pyav_per_cpu_s", pyav_cpu, "clips/CPU-s")
     for name, value in breakdown(min(episodes, 100)).items():
         add(name, value, "ms/episode", higher=False)
 

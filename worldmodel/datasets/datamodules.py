@@ -8,8 +8,8 @@ Validation data:
   fresh block of ``episodes_per_epoch`` episodes every epoch); validation is a fixed set of
   ``val_episodes`` simulated episodes of split ``val``.
 - With a ``root`` (or for ``VideoFolderDataModule``): ``val_root`` when given, else the last
-  ``val_fraction`` of the (sorted) episodes of ``root`` are held out (at least one when there are two
-  or more); training uses the rest.
+  ``val_fraction`` of the episodes of ``root`` (manifest order; for video folders, sorted file names)
+  are held out (at least one when there are two or more); training uses the rest.
 """
 
 from __future__ import annotations

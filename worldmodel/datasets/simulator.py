@@ -35,7 +35,7 @@ class Episode:
     scenario: str
     split: str
     seed: int
-    frames: np.ndarray
+    frames: np.ndarray = field(repr=False)
     annotation: dict[str, Any] = field(repr=False)
 
     @property
