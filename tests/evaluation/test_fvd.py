@@ -96,3 +96,17 @@ def test_fvd_black_vs_white_matches_tf_reference(i3d):
     assert fvd == pytest.approx(151.39, abs=0.15)
     assert frechet_distance(np.repeat(feats[:1], 8, axis=0), np.repeat(feats[2:], 8, axis=0)) == pytest.approx(
         0.0, abs=1e-3)
+
+
+def test_fvd_folder_reader_batches_cuts_and_skips_bad_files(tmp_path):
+    from worldmodel.evaluation.cli import _video_batches
+    from worldmodel.video import write_video
+
+    rng = np.random.default_rng(0)
+    for i, (frames, size) in enumerate([(10, 32), (12, 32), (10, 24), (5, 32)]):
+        write_video(tmp_path / f"{i}.mkv", rng.integers(0, 256, (frames, size, size, 3), dtype=np.uint8))
+    (tmp_path / "broken.mp4").write_bytes(b"\x00" * 10)
+    with pytest.warns(UserWarning) as caught:
+        shapes = [b.shape for b in _video_batches(tmp_path, frames=9, batch_size=8)]
+    assert shapes == [(2, 9, 32, 32, 3), (1, 9, 24, 24, 3)]  # same-size clips share a batch
+    assert {("broken.mp4" in str(w.message)) or ("fewer than --frames" in str(w.message)) for w in caught} == {True}
