@@ -1,0 +1,127 @@
+"""WorldModelModule: training on a token cache, checkpoint + resume, export, text dropout, 2-process DDP on CPU."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+import yaml
+from safetensors.torch import save_file
+
+from worldmodel.model import WorldModel
+from worldmodel.tokenizers.cache import TokenDataModule
+from worldmodel.training.worldmodel_module import WorldModelModule, export_checkpoint
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = dict(
+    codebook_size=32, latent_frames=2, latent_height=2, latent_width=3, max_text_len=32, d_model=32, n_layers=2,
+    n_heads=2, kv_lora_rank=8, qk_nope_head_dim=8, qk_rope_head_dim=6, v_head_dim=8, dense_hidden=64,
+    moe_experts=4, moe_expert_hidden=16, moe_top_k=2, moe_groups=2, moe_topk_groups=1, moe_bias_update_speed=0.01,
+    text_d_model=16, text_layers=1, text_heads=2,
+)  # fmt: skip
+
+
+RUNNER = """
+import sys
+from lightning.pytorch import LightningDataModule, LightningModule
+from lightning.pytorch.cli import LightningCLI
+
+LightningCLI(LightningModule, LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
+             save_config_kwargs={"overwrite": True}, args=["fit", *sys.argv[1:]])
+"""
+
+
+def write_token_cache(path: Path, rows: int = 16, seed: int = 0) -> Path:
+    """A random token cache in the layout of worldmodel.tokenizers.cache (codes, index, meta)."""
+    g = torch.Generator().manual_seed(seed)
+    path.mkdir(parents=True)
+    codes = torch.randint(0, TINY["codebook_size"], (rows, 2, 2, 3), generator=g, dtype=torch.int32)
+    save_file({"codes": codes}, str(path / "codes.safetensors"))
+    lines = [json.dumps({"id": f"ep{i}", "captions": [f"ball {i}", f"a ball number {i}"]}) for i in range(rows)]
+    (path / "index.jsonl").write_text("\n".join(lines) + "\n")
+    meta = {"codebook_size": TINY["codebook_size"], "latent_shape": [2, 2, 3], "frames": 5, "height": 16, "width": 24}
+    (path / "meta.json").write_text(json.dumps(meta))
+    return path
+
+
+def trainer(tmp_path: Path, max_steps: int) -> L.Trainer:
+    checkpoint = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
+    return L.Trainer(
+        max_steps=max_steps, accelerator="cpu", devices=1, logger=False, callbacks=[checkpoint],
+        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=1, val_check_interval=2,
+        check_val_every_n_epoch=None, default_root_dir=tmp_path,
+    )  # fmt: skip
+
+
+def test_trains_checkpoints_resumes_and_exports(tmp_path):
+    cache = write_token_cache(tmp_path / "tokens")
+    data = TokenDataModule(str(cache), val_dir=str(cache), batch_size=4)
+    L.seed_everything(0)
+    module = WorldModelModule(model_config=TINY, lr=1e-2, warmup_steps=1, export_dir=str(tmp_path / "export"))
+    trainer(tmp_path, 3).fit(module, data)
+    assert (tmp_path / "ckpt" / "last.ckpt").is_file()
+    metrics = module.trainer.callback_metrics
+    for key in ("train/ce", "train/aux_loss", "moe/layer1/max_mean_load", "moe/layer1/dropped_share",
+                "moe/layer1/load/e03", "moe/layer1/experts_per_token", "moe/layer1/utilisation", "val/ce"):  # fmt: skip
+        assert key in metrics, sorted(metrics)
+    bias = module.model.blocks[1].ffn.router.bias
+    assert bias.abs().sum() > 0  # balancing bias stepped
+
+    resumed = WorldModelModule(model_config=TINY, lr=1e-2, warmup_steps=1)
+    second = trainer(tmp_path, 5)
+    second.fit(resumed, data, ckpt_path="last")
+    assert second.global_step == 5
+    exported = WorldModel.from_pretrained(tmp_path / "export")  # written at train end of the first run
+    assert exported.config.codebook_size == TINY["codebook_size"]
+
+    out = export_checkpoint(tmp_path / "ckpt" / "last.ckpt", tmp_path / "from_ckpt")
+    saved = torch.load(tmp_path / "ckpt" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    reloaded = WorldModel.from_pretrained(out).state_dict()
+    assert set(reloaded) == {k.removeprefix("model.") for k in saved}  # the balancing biases included
+    for key, value in reloaded.items():
+        assert torch.equal(value, saved[f"model.{key}"]), key
+
+
+def test_inputs_are_bos_then_shifted_codes_and_text_dropout_is_seeded():
+    module = WorldModelModule(model_config=TINY, text_dropout=0.5, seed=3)
+    codes = torch.arange(12).view(1, 2, 2, 3)
+    ids, targets = module._inputs(codes)
+    assert ids[0].tolist() == [module.model.bos_token_id] + list(range(11))
+    assert targets[0].tolist() == list(range(12))
+    captions = [f"caption {i}" for i in range(64)]
+    first, again = module._drop_captions(captions), module._drop_captions(captions)
+    assert first == again and 10 < first.count("") < 54
+    with pytest.raises(ValueError, match="text_dropout"):
+        WorldModelModule(model_config=TINY, text_dropout=1.5)
+    with pytest.raises(ValueError, match=r"\(B, t, h, w\)"):
+        module._inputs(codes[0])
+
+
+@pytest.mark.slow
+def test_two_process_ddp_on_cpu_with_the_shipped_config(tmp_path):
+    cache = write_token_cache(tmp_path / "tokens")
+    config = yaml.safe_load((ROOT / "configs" / "worldmodel-tiny.yaml").read_text())
+    config["model"]["init_args"]["model_config"] = TINY
+    config["model"]["init_args"]["export_dir"] = str(tmp_path / "export")
+    config["data"]["init_args"].update(train_dir=str(cache), val_dir=None, tokenizer=None, train_videos=None,
+                                       val_videos=None, batch_size=2)  # fmt: skip
+    config["trainer"].update(max_steps=2, default_root_dir=str(tmp_path), val_check_interval=None,
+                             enable_progress_bar=False)  # fmt: skip
+    config["trainer"]["logger"]["init_args"]["save_dir"] = str(tmp_path)
+    config["trainer"]["callbacks"][0]["init_args"].update(dirpath=str(tmp_path / "ckpt"), monitor=None)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    runner = tmp_path / "train.py"  # LightningCLI as `worldmodel train` runs it; DDP re-launches this script
+    runner.write_text(RUNNER)
+    command = [sys.executable, str(runner), "--config", str(tmp_path / "config.yaml"),
+               "--trainer.strategy=ddp", "--trainer.devices=2", "--trainer.accelerator=cpu"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "ckpt" / "last.ckpt").is_file()
+    state = torch.load(tmp_path / "ckpt" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert state["global_step"] == 2
+    assert WorldModel.from_pretrained(tmp_path / "export").config.n_layers == TINY["n_layers"]

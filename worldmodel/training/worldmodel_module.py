@@ -1,0 +1,186 @@
+"""WorldModelModule: trains the MoE world model by next-token cross-entropy on cached video codes given text.
+
+Batches come from `worldmodel.tokenizers.cache.TokenDataModule`: `{"codes": LongTensor (B, t, h, w), "captions":
+list[str]}`. Input is `[BOS] + codes[:-1]` (raster order t, h, w), target is `codes`. Each caption is replaced by
+the empty prompt (= unconditional) with probability `text_dropout` (seeded by seed, rank and step), so that
+classifier-free guidance works at sampling time. The loss adds the MoE auxiliary losses; the routers' balancing
+biases are updated once per optimiser step. Export: `export_dir` gets `WorldModel.save_pretrained` after every
+validation and at the end of training, and any checkpoint exports with
+`python -m worldmodel.training.worldmodel_module CHECKPOINT OUT_DIR`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from worldmodel.model import WorldModel
+from worldmodel.tokenizers.text import ByteTokenizer
+
+
+def save_world_model(model: WorldModel, out_dir: str | Path) -> Path:
+    """`save_pretrained` into `out_dir` atomically (written beside it, then renamed into place)."""
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    tmp.rename(out_dir)
+    return out_dir
+
+
+class WorldModelModule(L.LightningModule):
+    """Lightning wrapper of a `WorldModel`.
+
+    Args:
+        model_config: keyword arguments of `WorldModel` (its `register_to_config` fields); ignored with `pretrained`.
+        lr, weight_decay, betas: AdamW (no decay on norms, gates and biases); linear warmup for `warmup_steps`,
+            then cosine decay to `lr * min_lr_ratio` at the trainer's last step.
+        text_dropout: probability of training a sample unconditionally (empty prompt).
+        aux_weight: weight of the MoE auxiliary losses (their own weights live in the model config).
+        seed: seeds the text-dropout draws.
+        export_dir: if set, `save_pretrained` the world model there after each validation and at the end.
+        pretrained: start from a `save_pretrained` folder instead of random weights.
+    """
+
+    def __init__(
+        self,
+        model_config: dict[str, Any] | None = None,
+        lr: float = 1e-3,
+        weight_decay: float = 0.1,
+        betas: tuple[float, float] = (0.9, 0.95),
+        warmup_steps: int = 100,
+        min_lr_ratio: float = 0.1,
+        text_dropout: float = 0.1,
+        aux_weight: float = 1.0,
+        seed: int = 0,
+        export_dir: str | None = None,
+        pretrained: str | None = None,
+    ) -> None:
+        super().__init__()
+        if not 0.0 <= text_dropout <= 1.0:
+            raise ValueError(f"text_dropout must be a probability in [0, 1], got {text_dropout}.")
+        self.save_hyperparameters()
+        self.model = WorldModel.from_pretrained(pretrained) if pretrained else WorldModel(**(model_config or {}))
+        self.text_tokenizer = ByteTokenizer(self.model.config.max_text_len)
+
+    def _inputs(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """codes (B, t, h, w) -> (input ids (B, N) = [BOS] + codes[:-1], targets (B, N))."""
+        if codes.ndim != 4:
+            raise ValueError(f"Batch codes must be a LongTensor (B, t, h, w), got shape {tuple(codes.shape)}.")
+        targets = codes.reshape(codes.shape[0], -1).long()  # (B, N)
+        bos = torch.full_like(targets[:, :1], self.model.bos_token_id)
+        return torch.cat([bos, targets[:, :-1]], dim=1), targets
+
+    def _drop_captions(self, captions: list[str]) -> list[str]:
+        """Replace each caption by "" with probability `text_dropout` (seeded by seed, rank, step)."""
+        hp = self.hparams
+        generator = torch.Generator().manual_seed(hash((hp.seed, self.global_rank, self.global_step)) % 2**63)
+        drop = torch.rand(len(captions), generator=generator) < hp.text_dropout
+        return ["" if d else c for c, d in zip(captions, drop.tolist(), strict=True)]
+
+    def _step(self, batch: dict[str, Any], stage: str) -> torch.Tensor:
+        ids, targets = self._inputs(batch["codes"])
+        captions = list(batch["captions"])
+        if stage == "train":
+            captions = self._drop_captions(captions)
+        text = self.model.encode_text(*self.text_tokenizer.encode(captions))
+        out = self.model(ids, text)
+        ce = F.cross_entropy(out.logits.float().flatten(0, 1), targets.flatten())
+        loss = ce + self.hparams.aux_weight * out.aux_loss
+        bsz, sync = ids.shape[0], stage != "train"
+        self.log(f"{stage}/ce", ce, prog_bar=True, sync_dist=sync, batch_size=bsz)
+        self.log_dict({f"{stage}/loss": loss, f"{stage}/aux_loss": out.aux_loss}, sync_dist=sync, batch_size=bsz)
+        if stage == "train":
+            self.log_dict(self._routing_logs(out.stats), batch_size=bsz)
+        return loss
+
+    @staticmethod
+    def _routing_logs(stats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Flatten MoE stats to scalars: `moe/layer{i}/{stat}` and per-expert `moe/layer{i}/load/e{j}`."""
+        logs = {}
+        for key, value in stats.items():
+            if value.ndim == 0:
+                logs[f"moe/{key}"] = value
+            else:
+                logs.update({f"moe/{key}/e{j:02d}": v for j, v in enumerate(value)})
+        return logs
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        """Next-token cross-entropy (+ MoE auxiliary losses) on a batch of codes, text dropped at random."""
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """Conditional next-token cross-entropy on validation codes."""
+        self._step(batch, "val")
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """One balancing-bias step per optimiser step, from the loads of all micro-batches (all processes)."""
+        self.model.update_router_biases()
+
+    def on_validation_epoch_end(self) -> None:
+        """Export the world model after each real validation."""
+        if not self.trainer.sanity_checking:
+            self._export()
+
+    def on_train_end(self) -> None:
+        """Export the final world model."""
+        self._export()
+
+    def _export(self) -> None:
+        if self.hparams.export_dir and self.trainer.is_global_zero:
+            save_world_model(self.model, self.hparams.export_dir)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        """AdamW (no weight decay on vectors) with linear warmup and cosine decay, stepped per batch."""
+        hp = self.hparams
+        decay = [p for p in self.parameters() if p.ndim > 1]
+        no_decay = [p for p in self.parameters() if p.ndim <= 1]
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=hp.lr,
+            betas=tuple(hp.betas),
+        )
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = min(hp.warmup_steps, total // 2)
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = min(1.0, (step - warmup) / max(1, total - warmup))
+            return hp.min_lr_ratio + (1 - hp.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def export_checkpoint(checkpoint: str | Path, out_dir: str | Path) -> Path:
+    """Load a `WorldModelModule` Lightning checkpoint (`weights_only`) and `save_pretrained` its world model."""
+    module = WorldModelModule.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True)
+    return save_world_model(module.model, out_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m worldmodel.training.worldmodel_module CHECKPOINT OUT_DIR`: export a checkpoint's world model."""
+    parser = argparse.ArgumentParser(description="Export the WorldModel of a WorldModelModule checkpoint.")
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("out_dir", type=Path)
+    args = parser.parse_args(argv)
+    if not args.checkpoint.is_file():
+        print(f"error: checkpoint {args.checkpoint} does not exist", file=sys.stderr)
+        return 2
+    print(export_checkpoint(args.checkpoint, args.out_dir))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
