@@ -77,7 +77,7 @@ def train_preset(export: str | Path, accelerator: str = "cpu", workers: int = 2,
     configs = Path(configs)
     flags = [*_trainer_flags(accelerator, workers), *trainer_args]
     seconds_path = Path("outputs/preset-seconds.json")
-    seconds: dict[str, float] = json.loads(seconds_path.read_text()) if seconds_path.is_file() else {}
+    seconds: dict[str, float] = {}
     if "tokenizer" in stages:
         seconds["tokenizer"] = _run(["train", "--config", str(configs / "tokenizer-tiny.yaml"), *flags,
                                      f"--trainer.max_steps={preset.tokenizer_steps}",
@@ -100,6 +100,8 @@ def train_preset(export: str | Path, accelerator: str = "cpu", workers: int = 2,
         config = configs / ("worldmodel-tiny.yaml" if name == "worldmodel" else "worldmodel-draft.yaml")
         seconds[name] = _run(["train", "--config", str(config), *flags, f"--trainer.max_steps={steps}",
                               f"--data.init_args.batch_size={preset.worldmodel_batch_size}"])
+    if seconds_path.is_file():  # merge with stages run earlier (or alongside, in another process)
+        seconds = {**json.loads(seconds_path.read_text()), **seconds}
     write_json_atomic(seconds_path, seconds)
     if "export" not in stages:
         return seconds
