@@ -60,7 +60,7 @@ def _plot_episode(path: Path, ident: str, metrics: dict[str, Any], context_frame
     err = np.array([np.nan if e is None else e for e in metrics["error_over_time"]], dtype=np.float64)
     ax_err.plot(np.arange(len(err)), err, "o-")
     ax_err.axvline(context_frames - 0.5, color="gray", linestyle=":", label="end of context")
-    ax_err.set(title="centre error / frame width", xlabel="frame", ylabel="error")
+    ax_err.set(title="centre error / frame width", xlabel="frame", ylabel="error", xlim=(-0.5, len(err) - 0.5))
     ax_err.legend(fontsize=6)
     fig.tight_layout()
     with atomic_path(path) as tmp:
