@@ -17,6 +17,7 @@ From tracked objects only:
 
 from __future__ import annotations
 
+import warnings
 from itertools import combinations
 from typing import Any
 
@@ -40,6 +41,7 @@ def fitted_gravity(tracks: Tracks, fps: float) -> np.ndarray | None:
 
 
 def _velocity(c: np.ndarray, t0: int, t1: int, k: int, fps: float) -> np.ndarray:
+    """Velocity of object ``k`` between frames ``t0`` and ``t1`` in px/s."""
     return (c[t1, k] - c[t0, k]) * fps / (t1 - t0)
 
 
@@ -58,7 +60,11 @@ def physics_checks(tracks: Tracks, fps: float, ppu: float, gravity: list[float] 
         ``{"figures": {...}, "passed": {check: bool}, "score": fraction passed}``.
     """
     c, n, t_len = tracks.centers, tracks.centers.shape[1], tracks.num_frames
-    radius = np.nanmedian(np.where(tracks.present, tracks.radii, np.nan), axis=0) if tracks.present.any() else None
+    radius = None
+    if tracks.present.any():
+        with warnings.catch_warnings():  # objects never present have no radius (NaN)
+            warnings.simplefilter("ignore", RuntimeWarning)
+            radius = np.nanmedian(np.where(tracks.present, tracks.radii, np.nan), axis=0)  # (N,)
     figures: dict[str, Any] = {}
     passed: dict[str, bool] = {}
 
@@ -71,32 +77,41 @@ def physics_checks(tracks: Tracks, fps: float, ppu: float, gravity: list[float] 
 
     g_scene = np.asarray(gravity if gravity is not None else [0.0, 0.0], dtype=np.float64)
     events = detect_events(c, tracks.visible, g_scene, fps) if t_len >= 4 else []
-    ratios, momentum = [], []
+    ratios, momentum, pairs_seen = [], [], set()
     for frame, k in events:
-        t0, t1 = frame - 1, frame + 1  # velocity over (t0 - 1, t0) before, (t1, t1 + 1) after
-        if t0 < 1 or t1 + 1 >= t_len or radius is None:
+        if radius is None or frame < 2 or frame + 2 >= t_len:
             continue
-        v_before, v_after = _velocity(c, t0 - 1, t0, k, fps), _velocity(c, t1, t1 + 1, k, fps)
-        partners = [j for j in range(n) if j != k and tracks.present[frame, j]
-                    and np.linalg.norm(c[frame, j] - c[frame, k]) <= radius[j] + radius[k] + 2.0]
-        if partners:
-            j = partners[0]
-            if not tracks.visible[t0 - 1 : t1 + 2, [k, j]].all():  # a wall may take part: momentum is not kept
-                continue
+        step = np.linalg.norm(c[frame + 1] - c[frame - 1], axis=-1) / 2  # (N,) px moved per frame
+        gaps = np.linalg.norm(c[frame - 1 : frame + 2] - c[frame - 1 : frame + 2, k : k + 1], axis=-1)  # (3, N)
+        reach = radius + radius[k] + 2.0 + np.nan_to_num(step + step[k])  # contact within a frame's motion
+        near = np.nanmin(np.where(np.isnan(gaps), np.inf, gaps), axis=0) <= reach  # (N,)
+        near[k] = False
+        partner = {j: f for f, j in events if near[j] and abs(f - frame) <= 1}  # objects hit in the same event
+        involved = {k: frame, **partner}
+        lo, hi = min(involved.values()) - 1, max(involved.values()) + 1  # velocities (lo-1, lo) and (hi, hi+1)
+        if lo < 1 or hi + 1 >= t_len or any(
+                i in involved and lo - 1 <= f <= hi + 1 and f != involved[i] for f, i in events):
+            continue  # another event of these objects too close: no clean before/after velocity
+        v0 = {i: _velocity(c, lo - 1, lo, i, fps) for i in involved}
+        v1 = {i: _velocity(c, hi, hi + 1, i, fps) for i in involved}
+        if len(partner) == 1:
+            (j,) = partner
+            if (min(k, j), max(k, j), lo) in pairs_seen or not tracks.visible[lo - 1 : hi + 2, [k, j]].all():
+                continue  # counted already, or a wall may take part (momentum is not kept)
+            pairs_seen.add((min(k, j), max(k, j), lo))
             m = np.asarray(masses, dtype=np.float64) if masses is not None else radius**2
-            p0 = m[k] * v_before + m[j] * _velocity(c, t0 - 1, t0, j, fps)
-            kick = (m[k] + m[j]) * g_scene * (t1 - t0 + 1) / fps  # gravity's impulse between the two velocities
-            p1 = m[k] * v_after + m[j] * _velocity(c, t1, t1 + 1, j, fps) - kick
-            scale = m[k] * np.linalg.norm(v_before) + m[j] * np.linalg.norm(_velocity(c, t0 - 1, t0, j, fps))
-            if np.isfinite(p0).all() and np.isfinite(p1).all() and scale > 0:
-                momentum.append(float(np.linalg.norm(p1 - p0) / scale))
-        else:
-            normal = v_after - v_before
+            kick = (m[k] + m[j]) * g_scene * (hi - lo + 1) / fps  # gravity's impulse between the two velocities
+            change = m[k] * (v1[k] - v0[k]) + m[j] * (v1[j] - v0[j]) - kick
+            scale = m[k] * np.linalg.norm(v0[k]) + m[j] * np.linalg.norm(v0[j])
+            if np.isfinite(change).all() and scale > 0:
+                momentum.append(float(np.linalg.norm(change) / scale))
+        elif not near.any():  # nothing else near: a bounce off a wall
+            normal = v1[k] - v0[k]
             if np.isfinite(normal).all() and np.linalg.norm(normal) > 0:
                 normal = normal / np.linalg.norm(normal)
-                before = abs(float(v_before @ normal))
+                before = abs(float(v0[k] @ normal))
                 if before > 0:
-                    ratios.append(abs(float(v_after @ normal)) / before)
+                    ratios.append(abs(float(v1[k] @ normal)) / before)
     figures["restitution"] = ratios
     if ratios:
         passed["restitution"] = all(0.0 <= r <= 1.0 + RESTITUTION_TOLERANCE for r in ratios)
