@@ -125,3 +125,7 @@ def test_missing_or_incomplete_checkpoint(pipe, tmp_path):
     (tmp_path / "ckpt" / "draft_model" / "config.json").unlink()
     with pytest.raises(CheckpointError, match="world_model/diffusion_pytorch_model.safetensors.*draft_model/config"):
         TextToVideoPipeline.from_checkpoint(tmp_path / "ckpt")
+    (tmp_path / "ckpt" / "model_index.json").write_text(
+        '{"_class_name": "TextToVideoPipeline", "tokenizer": ["os", "system"], "world_model": [null, null]}')
+    with pytest.raises(CheckpointError, match="must name a worldmodel class for 'tokenizer'"):
+        TextToVideoPipeline.from_checkpoint(tmp_path / "ckpt")

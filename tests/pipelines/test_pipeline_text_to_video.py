@@ -94,3 +94,19 @@ def test_generate_cli_writes_a_playable_mp4(pipe, tmp_path, capsys):
     assert read_video(out).shape == (5, h, 2 * w + 2, 3)
     assert main(["generate", "x" * 5000, "-o", str(out), "--checkpoint", str(tmp_path / "ckpt")]) == 2
     assert "5000" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_fresh_process_loads_the_checkpoint_folder(pipe, tmp_path):
+    """diffusers only loads component classes already imported: the loader must import them itself."""
+    import os
+    import subprocess
+    import sys
+
+    pipe.save_pretrained(tmp_path / "ckpt")
+    out = tmp_path / "fresh.gif"
+    result = subprocess.run([sys.executable, "-m", "worldmodel.cli", "generate", PROMPT, "-o", str(out),
+                             "--checkpoint", str(tmp_path / "ckpt"), "--frames", "5"],
+                            capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr
+    assert out.is_file() and "wrote" in result.stdout

@@ -13,6 +13,7 @@ Both :class:`~worldmodel.pipelines.TextToVideoPipeline` and
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 from pathlib import Path
@@ -50,6 +51,11 @@ def check_checkpoint(path: str | os.PathLike) -> Path:
     draft = index.get("draft_model")
     if isinstance(draft, list) and draft and draft[0] is not None:
         components.append("draft_model")
+    for name in components:
+        entry = index.get(name)
+        if not (isinstance(entry, list) and len(entry) == 2 and str(entry[0]).startswith("worldmodel.")):
+            raise CheckpointError(f"checkpoint folder {path}: model_index.json must name a worldmodel class for "
+                                  f"{name!r}, got {entry!r}")
     missing = []
     for name in components:
         if not (path / name / "config.json").is_file():
@@ -80,6 +86,7 @@ class WorldModelPipeline(DiffusionPipeline):
             raise ValueError(f"the draft model predicts {draft_model.config.codebook_size} codes, the world model "
                              f"{codebook}: a draft must share the codebook")
         self.register_modules(tokenizer=tokenizer, world_model=world_model, draft_model=draft_model)
+        self.set_progress_bar_config(desc="decoding", unit="token")
         for module in (tokenizer, world_model, draft_model):
             if module is not None:
                 module.eval()
@@ -90,6 +97,10 @@ class WorldModelPipeline(DiffusionPipeline):
         from diffusers.utils import logging as diffusers_logging
 
         path = check_checkpoint(DEFAULT_CHECKPOINT if checkpoint is None else checkpoint)
+        index = json.loads((path / "model_index.json").read_text(encoding="utf-8"))
+        for name in ("tokenizer", "world_model", "draft_model"):
+            if isinstance(index.get(name), list) and index[name][0] is not None:
+                importlib.import_module(index[name][0])  # diffusers loads only classes already imported
         kwargs = {"local_files_only": True, "low_cpu_mem_usage": False, **kwargs}
         bar_was_on = diffusers_logging.is_progress_bar_enabled()
         diffusers_logging.disable_progress_bar()  # loading two or three local files needs no progress bar
