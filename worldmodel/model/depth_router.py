@@ -74,8 +74,8 @@ class DepthRouter(nn.Module):
         self.predictor = nn.Sequential(nn.Linear(dim, hidden), nn.SiLU(), nn.Linear(hidden, 1))
 
     def capacity(self, n: int) -> int:
-        """Tokens entering the block out of ``n`` under top-k routing: ``n - round(rho * n)``."""
-        return n - round(self.rho * n)
+        """Tokens entering the block out of ``n`` under top-k routing: ``n - round(rho * n)``, at least 1."""
+        return max(1, n - round(self.rho * n))
 
     def route(self, x: torch.Tensor, mode: Mode) -> tuple[Route, torch.Tensor]:
         """Decide which tokens of ``x`` (B, N, D) enter. Returns (route, predictor BCE loss; 0 in predictor mode)."""
@@ -90,7 +90,7 @@ class DepthRouter(nn.Module):
             valid = torch.ones_like(index, dtype=torch.bool)
         elif mode == "predictor":
             enter = self.predictor(x).squeeze(-1) > 0  # (B, N), causal: a function of each token alone
-            k = int(enter.sum(-1).max())
+            k = max(1, int(enter.sum(-1).max()))  # one padding slot when no token enters: no empty tensors
             # Entering positions first (in order), then padding taken from skipped positions (weight 0).
             index = (~enter).to(torch.int8).argsort(dim=-1, stable=True)[:, :k]  # (B, k)
             valid = enter.gather(1, index)
