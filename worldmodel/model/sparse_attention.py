@@ -9,7 +9,8 @@ The sequence is cut into blocks of ``block_size`` tokens. Every query block atte
 Everything else is skipped: the plain-PyTorch path gathers only the selected key/value blocks for
 each query block and runs one small dense attention per query block, batched over all query blocks
 (cost ``N * (top_k + 2) * block_size`` instead of ``N^2 / 2``). A ``flex_attention`` path builds the
-same pattern as a ``BlockMask``; it is fused only under ``torch.compile``.
+same pattern as a ``BlockMask``; it is fused only under ``torch.compile`` and, in torch 2.14.1, has no
+backward on CPU (train on CPU with the gather path).
 
 Why an anchor query rather than the mean of the query block (MoBA's per-query or NSA's pooled
 scoring)? The mean over a query block includes queries *later* than most of the block's tokens, so
