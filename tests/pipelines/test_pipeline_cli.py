@@ -33,7 +33,7 @@ def episode(tmp_path_factory):
 def test_rollout_writes_an_mp4(checkpoint, episode, tmp_path, capsys):
     out = tmp_path / "out.mp4"
     code = main(["rollout", str(episode), "--context-frames", "5", "-o", str(out), "--frames", "9",
-                 "--checkpoint", str(checkpoint), "--seed", "1"])
+                 "--checkpoint", str(checkpoint), "--seed", "1", "--speculative", "frame"])
     assert code == 0 and "wrote" in capsys.readouterr().out
     assert read_video(out).shape == (9, 32, 32, 3)
 

@@ -9,7 +9,7 @@ from scipy.stats import chisquare
 
 import worldmodel.pipelines.speculative as speculative
 from worldmodel.pipelines.sampling import SamplingParams, generate_tokens, sample_tokens, token_probs
-from worldmodel.pipelines.speculative import SpeculativeStats, speculative_generate
+from worldmodel.pipelines.speculative import FrameCopyDraft, SpeculativeStats, speculative_generate
 
 VOCAB, LENGTH = 3, 3
 
@@ -46,17 +46,18 @@ def _chi_square_pvalue(target, draft, sampling, batch, runs):
     return chisquare(observed.double().numpy(), expected.numpy()).pvalue, stats
 
 
-@pytest.mark.parametrize(("sampling", "batch", "runs"), [
-    (SamplingParams(), 1, 1500),  # one row: long accepted runs and the bonus token
-    (SamplingParams(temperature=0.8, top_k=2), 1, 1500),
-    (SamplingParams(), 2000, 1),  # a wide batch: rows keep the batch's shortest accepted prefix
+@pytest.mark.parametrize(("sampling", "batch", "runs", "copy"), [
+    (SamplingParams(), 1, 1500, False),  # one row: long accepted runs and the bonus token
+    (SamplingParams(temperature=0.8, top_k=2), 1, 1500, False),
+    (SamplingParams(), 2000, 1, False),  # a wide batch: rows keep the batch's shortest accepted prefix
+    (SamplingParams(), 1, 1500, True),  # one-hot proposals (FrameCopyDraft)
 ])
-def test_speculative_sampling_reproduces_the_target_distribution(sampling, batch, runs):
+def test_speculative_sampling_reproduces_the_target_distribution(sampling, batch, runs, copy):
     target = ToyLM(VOCAB, LENGTH + 4, seed=0, scale=1.0)
-    draft = target.perturbed(seed=1, noise=1.0)
+    draft = FrameCopyDraft(tokens_per_frame=1, vocab_size=VOCAB) if copy else target.perturbed(seed=1, noise=1.0)
     pvalue, stats = _chi_square_pvalue(target, draft, sampling, batch, runs)
     if batch == 1:
-        assert 0.2 < stats.acceptance_rate < 0.9  # the draft disagrees often enough to exercise rejections
+        assert 0.05 < stats.acceptance_rate < 0.9  # the draft disagrees often enough to exercise rejections
     assert pvalue > 1e-3
 
 
@@ -102,3 +103,42 @@ def test_a_perfect_draft_is_always_accepted():
                                          torch.Generator().manual_seed(0))
     assert tokens.shape == (2, 30)
     assert stats.accepted == stats.drafted and stats.rounds == 6  # 5 tokens per round
+
+
+def test_frame_copy_draft_proposes_the_code_one_latent_frame_back():
+    draft = FrameCopyDraft(tokens_per_frame=3, vocab_size=10)
+    seq = torch.tensor([[10, 1, 2, 3, 4, 5, 6, 7]])  # BOS, frame 0 = (1, 2, 3), frame 1 = (4, 5, 6), 7
+    cache = draft.new_cache(1)
+    logits = torch.cat([draft(seq[:, :5], cache), draft(seq[:, 5:], cache)], dim=1)
+    # position j predicts code j: frame 0 copies the previous code (BOS -> 0), later frames copy 3 back
+    assert logits.argmax(-1).tolist() == [[0, 1, 2, 1, 2, 3, 4, 5]]
+    assert torch.isinf(logits).sum() == 8 * 9
+    assert torch.equal(draft(seq, None), logits)
+    cache.crop(4)
+    assert torch.equal(draft(seq[:, 4:], cache), logits[:, 4:])
+
+
+class _RepeatingLM(ToyLM):
+    """A ToyLM that strongly prefers the code one latent frame back (+8 logits), like still background."""
+
+    def __init__(self, tokens_per_frame: int, vocab: int, frames: int) -> None:
+        super().__init__(vocab, 1 + frames * tokens_per_frame, seed=0)
+        self.copy = FrameCopyDraft(tokens_per_frame, vocab)
+
+    def __call__(self, input_ids, cache):
+        history = input_ids if cache is None else torch.cat([cache.tokens, input_ids], dim=1)
+        logits = super().__call__(input_ids, cache)
+        proposal = self.copy(history, None)[:, -input_ids.shape[1]:]
+        return logits + torch.where(torch.isinf(proposal), 0.0, 8.0)
+
+
+@pytest.mark.parametrize("sampling", [SamplingParams(temperature=0), SamplingParams()])
+def test_frame_copy_draft_is_accepted_on_repetitive_video(sampling):
+    hw, vocab, frames = 4, 6, 5
+    target = _RepeatingLM(hw, vocab, frames)
+    prefix = torch.full((2, 1), vocab)
+    fast, stats = speculative_generate(target, FrameCopyDraft(hw, vocab), prefix, frames * hw, sampling, 6,
+                                       torch.Generator().manual_seed(0))
+    assert stats.acceptance_rate > 0.5 and stats.rounds < frames * hw / 2  # far fewer target forwards
+    if sampling.temperature == 0:
+        assert torch.equal(fast, generate_tokens(target, prefix, frames * hw, sampling))

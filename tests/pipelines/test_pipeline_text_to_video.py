@@ -41,9 +41,10 @@ def test_kv_cached_sampling_equals_uncached(pipe):
     assert torch.equal(cached, _run(pipe, seed=5, output_type="latent", guidance_scale=2.0, use_cache=False))
 
 
-def test_greedy_speculative_equals_greedy_plain(pipe):
-    plain = _run(pipe, output_type="latent", temperature=0)
-    assert torch.equal(plain, _run(pipe, output_type="latent", temperature=0, speculative=True))
+@pytest.mark.parametrize("speculative", [True, "frame"])
+def test_greedy_speculative_equals_greedy_plain(pipe, speculative):
+    plain = _run(pipe, output_type="latent", temperature=0, num_frames=9)
+    assert torch.equal(plain, _run(pipe, output_type="latent", temperature=0, num_frames=9, speculative=speculative))
 
 
 def test_guidance_scale_one_equals_plain_conditional_sampling(pipe):
@@ -76,6 +77,7 @@ def test_longer_than_the_model_slides_a_window(pipe):
     ({"top_p": 2.0}, "top_p"),
     ({"guidance_scale": -1.0}, "guidance_scale"),
     ({"prompt": []}, "prompt"),
+    ({"speculative": "fast"}, "speculative must be"),
 ])
 def test_clear_errors(pipe, kwargs, match):
     with pytest.raises(ValueError, match=match):

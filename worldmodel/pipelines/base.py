@@ -24,6 +24,7 @@ import torch
 from diffusers import DiffusionPipeline
 
 from worldmodel.pipelines.sampling import DecodeOptions, GuidedModel, SamplingParams, generate_codes
+from worldmodel.pipelines.speculative import FrameCopyDraft
 from worldmodel.video import to_uint8
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "default"
@@ -71,7 +72,7 @@ class WorldModelPipeline(DiffusionPipeline):
     """Base of the generation pipelines: a video tokenizer, a world model and an optional draft model.
 
     Components are put in eval mode. ``draft_model`` must share the world model's codebook; it is only
-    used when a call asks for ``speculative=True``.
+    used when a call asks for ``speculative=True`` (``speculative="frame"`` needs no draft model).
     """
 
     _optional_components = ["draft_model"]
@@ -143,7 +144,8 @@ class WorldModelPipeline(DiffusionPipeline):
 
     def _sample_codes(self, context: torch.Tensor, num_latent_frames: int, prompts: list[str] | None,
                       guidance_scale: float, sampling: SamplingParams, generator: torch.Generator | None,
-                      speculative: bool, num_draft_tokens: int, use_cache: bool, window_stride: int) -> torch.Tensor:
+                      speculative: bool | str, num_draft_tokens: int, use_cache: bool,
+                      window_stride: int) -> torch.Tensor:
         """Continue ``context (B, t0, h, w)`` to ``num_latent_frames`` latent frames with the world model."""
         world_model = self.world_model
         _, t0, h, w = context.shape
@@ -154,17 +156,28 @@ class WorldModelPipeline(DiffusionPipeline):
                              f"(frames of {height}x{width} pixels)")
         if guidance_scale < 0:
             raise ValueError(f"guidance_scale must be >= 0 (1 = no guidance), got {guidance_scale}")
-        draft = None
-        if speculative:
-            if self.draft_model is None:
-                raise ValueError("speculative=True needs a draft_model, and this pipeline has none")
-            draft = GuidedModel(self.draft_model, self._text_context(self.draft_model, prompts, guidance_scale),
-                                guidance_scale)
+        draft = self._draft(speculative, prompts, guidance_scale, h * w)
         target = GuidedModel(world_model, self._text_context(world_model, prompts, guidance_scale), guidance_scale)
         with torch.no_grad(), self.progress_bar(total=(num_latent_frames - t0) * h * w) as bar:  # tokens per video
             options = DecodeOptions(sampling, generator, use_cache, draft, num_draft_tokens, bar)
             return generate_codes(target, context.to(world_model.device), num_latent_frames,
                                   world_model.config.latent_frames, world_model.bos_token_id, options, window_stride)
+
+    def _draft(self, speculative: bool | str, prompts: list[str] | None, guidance_scale: float,
+               tokens_per_frame: int) -> Any:
+        """The draft for speculative decoding: ``True``/``"draft"`` the draft model, ``"frame"`` a frame copy."""
+        if speculative is False or speculative is None:
+            return None
+        if speculative == "frame":
+            return FrameCopyDraft(tokens_per_frame, self.world_model.config.codebook_size)
+        if speculative is True or speculative == "draft":
+            if self.draft_model is None:
+                raise ValueError("speculative decoding with a draft model needs a draft_model, and this pipeline "
+                                 "has none (speculative='frame' needs none)")
+            text = self._text_context(self.draft_model, prompts, guidance_scale)
+            return GuidedModel(self.draft_model, text, guidance_scale)
+        raise ValueError(f"speculative must be False, True / 'draft' (the draft model) or 'frame' (copy the previous "
+                         f"latent frame), got {speculative!r}")
 
     # --------------------------------------------------------------------------------------------- output
     def _postprocess(self, codes: torch.Tensor, output_type: str) -> Any:

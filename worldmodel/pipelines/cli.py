@@ -20,8 +20,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (0 = greedy)")
     parser.add_argument("--top-k", type=int, default=None, help="sample from the k most likely codes")
     parser.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold in (0, 1]")
-    parser.add_argument("--speculative", action="store_true",
-                        help="speculative decoding with the checkpoint's draft model (same distribution, faster)")
+    parser.add_argument("--speculative", nargs="?", const="draft", default=False, choices=("draft", "frame"),
+                        help="speculative decoding, same distribution, faster: 'draft' (the default) proposes with "
+                             "the checkpoint's draft model, 'frame' copies the previous latent frame's codes")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
 
 

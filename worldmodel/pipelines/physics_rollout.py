@@ -39,7 +39,7 @@ class PhysicsRolloutPipeline(WorldModelPipeline):
     def __call__(self, video: str | os.PathLike | np.ndarray | torch.Tensor, num_frames: int | None = None,
                  prompt: str | list[str] | None = None, guidance_scale: float = 1.0, temperature: float = 1.0,
                  top_k: int | None = None, top_p: float | None = None, generator: torch.Generator | None = None,
-                 output_type: str = "np", speculative: bool = False, num_draft_tokens: int = 4,
+                 output_type: str = "np", speculative: bool | str = False, num_draft_tokens: int = 4,
                  use_cache: bool = True, window_stride: int = 1,
                  return_dict: bool = True) -> PhysicsRolloutPipelineOutput | tuple:
         """Roll ``video`` forward to ``num_frames`` frames.

@@ -22,6 +22,55 @@ import torch
 from worldmodel.pipelines.sampling import CausalLM, SamplingParams, sample_tokens, token_probs
 
 
+class TokenHistory:
+    """The cache of a :class:`FrameCopyDraft`: just the tokens seen so far ``(B, S)``."""
+
+    def __init__(self, batch_size: int, device: torch.device | str | None = None) -> None:
+        self.tokens = torch.zeros(batch_size, 0, dtype=torch.long, device=device)
+
+    @property
+    def length(self) -> int:
+        """Number of tokens held."""
+        return self.tokens.shape[1]
+
+    def crop(self, length: int) -> None:
+        """Roll back to the first ``length`` tokens."""
+        self.tokens = self.tokens[:, :length]
+
+
+class FrameCopyDraft:
+    """A draft that costs nothing: propose the code at the same place in the previous latent frame.
+
+    Scenes of a few moving objects are mostly still background, so most codes repeat the code one latent
+    frame earlier (``tokens_per_frame`` positions back); inside the first latent frame it proposes the
+    previous code. The proposal is one-hot (``q = 1`` on the copied code), so the acceptance rule keeps the
+    output exactly distributed as the target's: a copy is accepted with probability ``p(copy)``.
+    Sequences are ``[BOS, code_0, code_1, ...]``.
+    """
+
+    def __init__(self, tokens_per_frame: int, vocab_size: int) -> None:
+        self.tokens_per_frame = tokens_per_frame
+        self.vocab_size = vocab_size
+
+    def new_cache(self, batch_size: int) -> TokenHistory:
+        """An empty token history."""
+        return TokenHistory(batch_size)
+
+    def __call__(self, input_ids: torch.Tensor, cache: TokenHistory | None) -> torch.Tensor:
+        """Logits ``(B, N, V)``: 0 on the proposed code, -inf elsewhere."""
+        history = input_ids if cache is None else torch.cat([cache.tokens, input_ids.to(cache.tokens.device)], 1)
+        if cache is not None:
+            cache.tokens = history
+        n = input_ids.shape[1]
+        position = torch.arange(history.shape[1] - n, history.shape[1], device=history.device)  # inputs' indices
+        source = position + 1 - self.tokens_per_frame  # the same place one latent frame before the next code
+        source = torch.where(source >= 1, source, position)  # first latent frame: repeat the previous code
+        proposal = history[:, source]  # (B, N)
+        proposal = torch.where(proposal < self.vocab_size, proposal, 0)  # BOS proposes code 0
+        logits = torch.full((*proposal.shape, self.vocab_size), float("-inf"), device=history.device)
+        return logits.scatter_(-1, proposal[..., None], 0.0)
+
+
 @dataclass
 class SpeculativeStats:
     """Counts from one speculative run: rounds (= target forward passes), drafted and accepted tokens."""

@@ -33,7 +33,7 @@ class TextToVideoPipeline(WorldModelPipeline):
     def __call__(self, prompt: str | list[str], num_frames: int | None = None, guidance_scale: float = 3.0,
                  temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
                  generator: torch.Generator | None = None, num_videos_per_prompt: int = 1,
-                 output_type: str = "np", speculative: bool = False, num_draft_tokens: int = 4,
+                 output_type: str = "np", speculative: bool | str = False, num_draft_tokens: int = 4,
                  use_cache: bool = True, window_stride: int = 1,
                  return_dict: bool = True) -> TextToVideoPipelineOutput | tuple:
         """Generate ``num_videos_per_prompt`` videos per prompt.
@@ -46,7 +46,9 @@ class TextToVideoPipeline(WorldModelPipeline):
             temperature, top_k, top_p: sampling; ``temperature=0`` is greedy.
             generator: a ``torch.Generator`` on the model's device: the same seed gives the same video.
             output_type: "np", "pt", "pil" or "latent" (see :class:`TextToVideoPipelineOutput`).
-            speculative: propose ``num_draft_tokens`` tokens at a time with the draft model (exact sampling).
+            speculative: propose ``num_draft_tokens`` tokens at a time and verify them in one forward (the output
+                is distributed exactly as without): ``True`` / ``"draft"`` with the draft model, ``"frame"``
+                by copying the previous latent frame's codes (no draft model needed).
             use_cache: KV-cached decoding (``False`` recomputes every step: only for comparisons).
         """
         check_output_type(output_type)
