@@ -13,6 +13,9 @@ which). Every ratio compares two runs of the same model in the same process. Wri
 - ``speculative_speedup``: greedy speculative decoding with the draft model over greedy plain decoding,
   identical tokens checked. Goal >= 2x. It depends on how often the draft agrees with the target: an
   untrained pair agrees rarely, so this figure means something only for a trained target/draft pair.
+- ``frame_copy_*``: the same with :class:`FrameCopyDraft` (propose the previous latent frame's code, 8 at a
+  time; costs nothing); ``frame_copy_oracle_acceptance_on_episodes``: how often its proposal is the true
+  code on simulated episodes tokenized by the pipeline's tokenizer (what a perfect target would accept).
 - ``seconds_per_clip``: one 17-frame clip at the model's size, text to video with guidance, decoded.
 """
 
@@ -31,7 +34,7 @@ import yaml
 
 from worldmodel.pipelines import DEFAULT_CHECKPOINT, CheckpointError, TextToVideoPipeline, check_checkpoint
 from worldmodel.pipelines.sampling import GuidedModel, SamplingParams, generate_tokens
-from worldmodel.pipelines.speculative import speculative_generate
+from worldmodel.pipelines.speculative import FrameCopyDraft, speculative_generate
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "generation.json"
@@ -92,6 +95,24 @@ def draft_kwargs(world_kwargs: dict) -> dict:
     return {**world_kwargs, "n_layers": 1, "n_dense_layers": 1}
 
 
+def oracle_copy_rate(pipe: TextToVideoPipeline, latent: int, episodes: int = 10) -> float:
+    """How often :class:`FrameCopyDraft`'s proposal is the true next code on tokenized simulated episodes: the
+    acceptance rate it would get from a target that predicts the data perfectly (greedy)."""
+    from worldmodel.datasets import SCENARIOS, simulate
+
+    height, _ = pipe.frame_size
+    frames = pipe.tokenizer.num_frames(latent)
+    video = torch.stack([torch.from_numpy(simulate(SCENARIOS[i % len(SCENARIOS)], "test_id", i, frames=frames,
+                                                   size=height).frames) for i in range(episodes)])
+    codes = pipe.tokenizer.encode(video).flatten(1)  # (N, t*h*w)
+    bos = torch.full((codes.shape[0], 1), pipe.world_model.bos_token_id)
+    sequence = torch.cat([bos, codes], dim=1)
+    copy = FrameCopyDraft(pipe.world_model.config.latent_height * pipe.world_model.config.latent_width,
+                          pipe.world_model.config.codebook_size)
+    proposals = copy(sequence[:, :-1], None).argmax(-1)  # (N, t*h*w): the proposal for every code
+    return float((proposals == codes).float().mean())
+
+
 def _timed(repeats: int, fn: Any, *args: Any, **kwargs: Any) -> tuple[float, Any]:
     """Best wall time of ``repeats`` calls of ``fn(*args, **kwargs)``, and the last result."""
     best, out = float("inf"), None
@@ -150,6 +171,19 @@ def main() -> None:
                  "higher_is_better": True},
                 {"name": "speculative_acceptance_rate", "value": stats.acceptance_rate, "unit": "fraction",
                  "goal": None, "higher_is_better": True},
+            ]
+            copy = FrameCopyDraft(per_frame, config.codebook_size)
+            copy_s, (copied, copy_stats) = _timed(repeats, speculative_generate, target, copy, prefix, num_tokens,
+                                                  greedy, 8)
+            if not torch.equal(copied, cached):
+                raise RuntimeError("greedy frame-copy speculative decoding differs from greedy plain decoding")
+            results += [
+                {"name": "frame_copy_speculative_speedup", "value": cached_s / copy_s, "unit": "x", "goal": None,
+                 "higher_is_better": True},
+                {"name": "frame_copy_acceptance_rate", "value": copy_stats.acceptance_rate, "unit": "fraction",
+                 "goal": None, "higher_is_better": True},
+                {"name": "frame_copy_oracle_acceptance_on_episodes", "value": oracle_copy_rate(pipe, latent),
+                 "unit": "fraction", "goal": None, "higher_is_better": True},
             ]
 
     clip_s, _ = _timed(repeats, pipe, PROMPT, num_frames=pipe.tokenizer.num_frames(latent), guidance_scale=3.0,
