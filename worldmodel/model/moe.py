@@ -71,24 +71,24 @@ class Experts(nn.Module):
         counts = torch.bincount(expert_of_slot, minlength=self.n_experts + 1)[: self.n_experts]  # (E,)
         order = torch.argsort(expert_of_slot, stable=True)[: int(counts.sum())]  # active slots sorted by expert
         token = order // k  # (M,)
-        xs = x[token].to(dtype)  # (M, D)
+        xs = x.index_select(0, token).to(dtype)  # (M, D)
         w13, w2 = self.w13.to(dtype), self.w2.to(dtype)
         use_grouped = self.dispatch == "grouped" or (
             self.dispatch == "auto" and grouped_mm_supported(dtype, x.device, x.shape[-1], self.hidden)
         )
+        gate_weight = routing.weights.flatten()[order, None].to(dtype)  # (M, 1), applied on the narrow hidden
         if use_grouped:
             offs = counts.cumsum(0).to(torch.int32)
             gate, up = torch._grouped_mm(xs, w13.transpose(1, 2), offs=offs).chunk(2, dim=-1)  # (M, H) each
-            ys = torch._grouped_mm(F.silu(gate) * up, w2.transpose(1, 2), offs=offs)  # (M, D)
+            ys = torch._grouped_mm(F.silu(gate) * up * gate_weight, w2.transpose(1, 2), offs=offs)  # (M, D)
         else:
-            parts, start = [], 0
-            for e, n in enumerate(counts.tolist()):
-                if n:
-                    gate, up = F.linear(xs[start : start + n], w13[e]).chunk(2, dim=-1)
-                    parts.append(F.linear(F.silu(gate) * up, w2[e]))
-                start += n
-            ys = torch.cat(parts) if parts else xs.new_zeros(0, x.shape[-1])
-        ys = ys * routing.weights.flatten()[order, None].to(ys.dtype)  # (M, D)
+            sizes = counts.tolist()  # split/unbind (not slicing) keep the backward to one concatenation
+            parts = []
+            experts = zip(xs.split(sizes), gate_weight.split(sizes), w13.unbind(0), w2.unbind(0), strict=True)
+            for xe, we, w13e, w2e in experts:
+                gate, up = F.linear(xe, w13e).chunk(2, dim=-1)
+                parts.append(F.linear(F.silu(gate) * up * we, w2e))
+            ys = torch.cat(parts)  # (M, D)
         return torch.zeros_like(x, dtype=ys.dtype).index_add_(0, token, ys)  # (T, D)
 
 
