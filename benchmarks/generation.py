@@ -113,6 +113,17 @@ def oracle_copy_rate(pipe: TextToVideoPipeline, latent: int, episodes: int = 10)
     return float((proposals == codes).float().mean())
 
 
+def _machine() -> str:
+    """CPU model and core count (Linux), else the platform string."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                 if line.startswith("model name")]
+        if names:
+            return f"{names[0]}, {len(names)} cores"
+    return f"{platform.machine()} {platform.system()}"
+
+
 def _timed(repeats: int, fn: Any, *args: Any, **kwargs: Any) -> tuple[float, Any]:
     """Best wall time of ``repeats`` calls of ``fn(*args, **kwargs)``, and the last result."""
     best, out = float("inf"), None
@@ -199,7 +210,7 @@ def main() -> None:
         print(f"{r['name']:<40} {r['value']:>10.3f}  {r['unit']:<10} {r['goal'] if r['goal'] else '-'}")
     if not args.quick:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        report = {"machine": f"{platform.machine()} {platform.processor() or platform.system()}",
+        report = {"machine": _machine(),
                   "threads": args.threads, "checkpoint": source, "tokens_per_clip": num_tokens, "results": results}
         from worldmodel.io import write_json_atomic
 

@@ -25,8 +25,8 @@ from worldmodel.pipelines.sampling import CausalLM, SamplingParams, sample_token
 class TokenHistory:
     """The cache of a :class:`FrameCopyDraft`: just the tokens seen so far ``(B, S)``."""
 
-    def __init__(self, batch_size: int, device: torch.device | str | None = None) -> None:
-        self.tokens = torch.zeros(batch_size, 0, dtype=torch.long, device=device)
+    def __init__(self, batch_size: int) -> None:
+        self.tokens = torch.zeros(batch_size, 0, dtype=torch.long)  # moves to the inputs' device on first use
 
     @property
     def length(self) -> int:
@@ -58,7 +58,7 @@ class FrameCopyDraft:
 
     def __call__(self, input_ids: torch.Tensor, cache: TokenHistory | None) -> torch.Tensor:
         """Logits ``(B, N, V)``: 0 on the proposed code, -inf elsewhere."""
-        history = input_ids if cache is None else torch.cat([cache.tokens, input_ids.to(cache.tokens.device)], 1)
+        history = input_ids if cache is None else torch.cat([cache.tokens.to(input_ids.device), input_ids], dim=1)
         if cache is not None:
             cache.tokens = history
         n = input_ids.shape[1]
