@@ -1,11 +1,13 @@
 """Causal 3D convolution building blocks of the video tokenizer.
 
 Causal in time everywhere: a convolution pads only the past (by repeating the first frame), the
-normalisation is per voxel, and resampling keeps the first frame on its own, so that frame ``k`` of
+normalisation is per frame, and resampling keeps the first frame on its own, so that frame ``k`` of
 the output depends only on frames ``<= k`` of the input and a one-frame video is a valid input.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -36,18 +38,21 @@ class CausalConv3d(nn.Module):
         return self.conv(x)
 
 
-class ChannelRMSNorm(nn.Module):
-    """RMS normalisation over channels at every voxel (no statistics across time, so it stays causal)."""
+class FrameGroupNorm(nn.Module):
+    """GroupNorm computed separately for every frame (statistics over channels-in-group x H x W).
 
-    def __init__(self, channels: int, eps: float = 1e-6) -> None:
+    Frames never share statistics, so the normalisation stays causal in time.
+    """
+
+    def __init__(self, channels: int, groups: int = 8, eps: float = 1e-6) -> None:
         super().__init__()
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.eps = eps
+        self.norm = nn.GroupNorm(math.gcd(groups, channels), channels, eps=eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x (B, C, T, H, W)`` normalised over ``C``."""
-        rms = x.float().pow(2).mean(1, keepdim=True).add(self.eps).rsqrt()  # (B, 1, T, H, W)
-        return (x.float() * rms).to(x.dtype) * self.weight.view(1, -1, 1, 1, 1).to(x.dtype)
+        """``x (B, C, T, H, W)`` normalised per frame."""
+        b, c, t, h, w = x.shape
+        y = self.norm(x.transpose(1, 2).reshape(b * t, c, h, w))  # (B * T, C, H, W)
+        return y.view(b, t, c, h, w).transpose(1, 2)
 
 
 class ResBlock(nn.Module):
@@ -55,9 +60,9 @@ class ResBlock(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
-        self.norm1 = ChannelRMSNorm(in_channels)
+        self.norm1 = FrameGroupNorm(in_channels)
         self.conv1 = CausalConv3d(in_channels, out_channels)
-        self.norm2 = ChannelRMSNorm(out_channels)
+        self.norm2 = FrameGroupNorm(out_channels)
         self.conv2 = CausalConv3d(out_channels, out_channels)
         nn.init.zeros_(self.conv2.conv.weight)  # each block starts as the identity
         nn.init.zeros_(self.conv2.conv.bias)

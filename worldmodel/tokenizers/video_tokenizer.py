@@ -27,8 +27,8 @@ from torch import nn
 
 from worldmodel.tokenizers.layers import (
     CausalConv3d,
-    ChannelRMSNorm,
     Downsample,
+    FrameGroupNorm,
     ResBlock,
     Upsample,
     depth_to_space,
@@ -77,7 +77,7 @@ class Encoder(nn.Module):
             self.levels.append(nn.Sequential(*[ResBlock(channels[i], channels[i]) for _ in range(blocks)],
                                              Downsample(channels[i], channels[i + 1], time, space)))
         self.mid = nn.Sequential(*[ResBlock(channels[-1], channels[-1]) for _ in range(blocks)])
-        self.norm_out = ChannelRMSNorm(channels[-1])
+        self.norm_out = FrameGroupNorm(channels[-1])
         self.conv_out = nn.Conv3d(channels[-1], latent_dim, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -103,7 +103,7 @@ class Decoder(nn.Module):
             time, space = plan[i]
             self.levels.append(nn.Sequential(Upsample(channels[i + 1], channels[i], time, space),
                                              *[ResBlock(channels[i], channels[i]) for _ in range(blocks)]))
-        self.norm_out = ChannelRMSNorm(channels[0])
+        self.norm_out = FrameGroupNorm(channels[0])
         self.conv_out = CausalConv3d(channels[0], 3 * patch * patch)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:

@@ -81,7 +81,7 @@ class TokenizerModule(L.LightningModule):
                  quantizer_type: str = "fsq", fsq_levels: list[int] | None = None,
                  vq_codebook_size: int = 1024, vq_dim: int = 8, vq_decay: float = 0.99,
                  vq_commitment: float = 0.25, vq_dead_threshold: float = 1e-2, vq_seed: int = 0,
-                 lr: float = 1e-3, weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.99),
+                 lr: float = 5e-4, weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.99),
                  warmup_steps: int = 200, min_lr_ratio: float = 0.05,
                  l1_weight: float = 1.0, l2_weight: float = 1.0, gradient_weight: float = 1.0,
                  quantizer_weight: float = 1.0, train_frames: int | None = None,

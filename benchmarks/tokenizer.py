@@ -1,0 +1,181 @@
+"""Video tokenizer quality and speed on held-out simulator episodes.
+
+    python benchmarks/tokenizer.py --tokenizer DIR [--episodes 100] [--threads 2] [--quick]
+
+``DIR`` is a ``save_pretrained`` folder of a :class:`~worldmodel.tokenizers.VideoTokenizer` (default:
+the packaged ``worldmodel/assets/default/tokenizer`` when present, else a random init of
+``configs/tokenizer-tiny.yaml``, marked untrained in the JSON). For the ``test_id`` and ``test_ood``
+splits (17 frames of 64x64, scenarios in turn) it reports:
+
+- ``psnr_*``: per-video PSNR (dB) of the uint8 reconstruction ``decode(encode(x))`` against the uint8
+  input, averaged over videos. Goal on test_id: >= 36 dB.
+- ``ssim_*``: per-frame SSIM (torchmetrics, Gaussian 11x11), averaged.
+- ``codebook_usage_*``: share of the codebook's entries used at least once over the split. Goal on
+  test_id: >= 95 %. ``perplexity_*``: exp(entropy) of the split's code histogram.
+- ``baseline_psnr_*``: the same clips through a continuous (unquantized) baseline at the same 4x8x8
+  grid: 8x8 average pooling, bilinear upsampling, each latent frame held for its frames.
+- ``encode_fps`` / ``decode_fps``: video frames per second, batch 8, on ``--threads`` CPU threads.
+
+Writes ``benchmarks/results/tokenizer.json`` (``--quick`` writes nothing unless ``--out`` is given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchmetrics.functional.image import structural_similarity_index_measure
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from worldmodel.datasets import SCENARIOS, simulate  # noqa: E402
+from worldmodel.tokenizers import VideoTokenizer  # noqa: E402
+from worldmodel.tokenizers.quantizers import code_statistics  # noqa: E402
+from worldmodel.video import to_float  # noqa: E402
+
+
+def machine() -> str:
+    """CPU model name (or the platform) for the JSON."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.platform()
+
+
+DEFAULT_TOKENIZER = ROOT / "worldmodel" / "assets" / "default" / "tokenizer"
+
+
+def load_tokenizer(path: Path | None) -> tuple[VideoTokenizer, str]:
+    """The tokenizer at ``path`` (or the packaged default), else a random init of the tiny config."""
+    path = path or (DEFAULT_TOKENIZER if (DEFAULT_TOKENIZER / "config.json").is_file() else None)
+    if path is not None:
+        if not (Path(path) / "config.json").is_file():
+            raise SystemExit(f"error: {path} is not a save_pretrained tokenizer folder (no config.json)")
+        return VideoTokenizer.from_pretrained(path).eval(), str(path)
+    import yaml
+
+    config = yaml.safe_load((ROOT / "configs" / "tokenizer-tiny.yaml").read_text())["model"]["init_args"]
+    keys = set(inspect.signature(VideoTokenizer.__init__).parameters)
+    torch.manual_seed(0)
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items() if k in keys}
+    return VideoTokenizer(**kwargs).eval(), "random init of configs/tokenizer-tiny.yaml (untrained)"
+
+
+def episodes(split: str, count: int) -> torch.Tensor:
+    """``uint8 (N, 17, 64, 64, 3)`` simulator episodes of ``split``, scenarios in turn."""
+    clips = [simulate(SCENARIOS[i % len(SCENARIOS)], split, i).frames for i in range(count)]
+    return torch.from_numpy(np.stack(clips))
+
+
+def psnr_ssim(rec: torch.Tensor, real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-video PSNR (dB) and mean per-frame SSIM of uint8 ``(N, T, H, W, 3)`` clips."""
+    a, b = rec.float() / 255, real.float() / 255
+    mse = (a - b).pow(2).flatten(1).mean(1).clamp_min(1e-10)
+    n, t, h, w, c = a.shape
+    frames = [x.reshape(n * t, h, w, c).permute(0, 3, 1, 2) for x in (a, b)]
+    ssim = structural_similarity_index_measure(*frames, data_range=1.0, reduction="none").view(n, t).mean(1)
+    return -10 * torch.log10(mse), ssim
+
+
+def baseline(real: torch.Tensor, tc: int, sc: int) -> torch.Tensor:
+    """Continuous pool/upsample/hold reconstruction of uint8 clips at the tokenizer's grid."""
+    x = to_float(real)  # (N, 3, T, H, W)
+    n, c, t, h, w = x.shape
+    frames = x.transpose(1, 2).reshape(n * t, c, h, w)
+    small = F.avg_pool2d(frames, sc)
+    up = F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False).view(n, t, c, h, w)
+    held = [0] + [min(tc * (1 + (k - 1) // tc), t - 1) for k in range(1, t)]  # last frame of each latent frame
+    up = up[:, held]
+    return ((up.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 1, 3, 4, 2)
+
+
+@torch.no_grad()
+def evaluate(tokenizer: VideoTokenizer, clips: torch.Tensor, batch: int) -> dict[str, float]:
+    """PSNR, SSIM, usage and perplexity of ``decode(encode(clips))``."""
+    recs, codes = [], []
+    for i in range(0, len(clips), batch):
+        c = tokenizer.encode(clips[i:i + batch])
+        codes.append(c)
+        recs.append(((tokenizer.decode(c) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 4, 1))
+    psnr, ssim = psnr_ssim(torch.cat(recs), clips)
+    usage, perplexity = code_statistics(torch.cat(codes), tokenizer.codebook_size)
+    cfg = tokenizer.config
+    base_psnr, _ = psnr_ssim(baseline(clips, cfg.temporal_compression, cfg.spatial_compression), clips)
+    return {"psnr": float(psnr.mean()), "ssim": float(ssim.mean()), "usage": float(usage),
+            "perplexity": float(perplexity), "baseline_psnr": float(base_psnr.mean())}
+
+
+@torch.no_grad()
+def speed(tokenizer: VideoTokenizer, clips: torch.Tensor, repeats: int) -> tuple[float, float]:
+    """Encode and decode frames per second on a batch of clips (best of ``repeats``)."""
+    codes = tokenizer.encode(clips)  # warm-up
+    tokenizer.decode(codes)
+    enc, dec = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        codes = tokenizer.encode(clips)
+        t1 = time.perf_counter()
+        tokenizer.decode(codes)
+        t2 = time.perf_counter()
+        enc.append(t1 - t0)
+        dec.append(t2 - t1)
+    frames = clips.shape[0] * clips.shape[1]
+    return frames / min(enc), frames / min(dec)
+
+
+def main() -> None:
+    """Run the benchmark, print a table, write the JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokenizer", type=Path, default=None, help="save_pretrained VideoTokenizer folder")
+    parser.add_argument("--episodes", type=int, default=100, help="episodes per split")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="smoke run: 10 episodes, one timing repeat")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    tokenizer, source = load_tokenizer(args.tokenizer)
+    count = 10 if args.quick else args.episodes
+    results = []
+    goals = {"psnr": 36.0, "usage": 0.95}
+    for split in ("test_id", "test_ood"):
+        metrics = evaluate(tokenizer, episodes(split, count), batch=8)
+        for key, unit in (("psnr", "dB"), ("ssim", ""), ("usage", "fraction"), ("perplexity", "codes"),
+                          ("baseline_psnr", "dB")):
+            name = f"codebook_usage_{split}" if key == "usage" else f"{key}_{split}"
+            goal = goals.get(key) if split == "test_id" else None
+            results.append({"name": name, "value": round(metrics[key], 4), "unit": unit, "goal": goal,
+                            "higher_is_better": True})
+    enc_fps, dec_fps = speed(tokenizer, episodes("test_id", 8), repeats=1 if args.quick else 3)
+    results += [{"name": "encode_fps", "value": round(enc_fps, 1), "unit": "frames/s", "goal": None,
+                 "higher_is_better": True},
+                {"name": "decode_fps", "value": round(dec_fps, 1), "unit": "frames/s", "goal": None,
+                 "higher_is_better": True}]
+    print(f"tokenizer: {source}  ({sum(p.numel() for p in tokenizer.parameters()) / 1e6:.2f} M parameters, "
+          f"{tokenizer.codebook_size} codes, {count} episodes per split)")
+    print(f"{'metric':<28}{'value':>12}  {'unit':<10}{'goal':>8}")
+    for r in results:
+        goal = "" if r["goal"] is None else r["goal"]
+        print(f"{r['name']:<28}{r['value']:>12}  {r['unit']:<10}{goal:>8}")
+    out = args.out or (None if args.quick else ROOT / "benchmarks" / "results" / "tokenizer.json")
+    if out is not None:
+        from worldmodel.io import write_json_atomic
+
+        write_json_atomic(out, {"machine": machine(),
+                                "threads": torch.get_num_threads(), "tokenizer": source, "episodes": count,
+                                "parameters": sum(p.numel() for p in tokenizer.parameters()),
+                                "codebook_size": tokenizer.codebook_size, "results": results})
+        print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
