@@ -7,7 +7,8 @@ Forward for T tokens:
      experts). Inference never drops, so decoding with a KV cache is exact and causal.
   3. Dispatch sorted by expert: slots are stably sorted by expert id and each expert runs on one contiguous slice,
      with `torch._grouped_mm` (one kernel for all experts) where torch supports it, else a per-expert loop.
-  4. Results are scaled by the gate weights and added back per token (`index_add_`), plus the shared experts.
+  4. Each slot's gate weight scales the expert's narrow hidden (`silu(gate) * up * w`, the same as scaling its
+     output, on H instead of D values); outputs are added back per token (`index_add_`), plus the shared experts.
 Auxiliary losses (all optional): DeepSeek-V3 sequence-wise balance loss, router z-loss, and the routing-entropy
 term that keeps top-p routing from flattening. Stats: per-expert load, utilisation, max/mean load, experts per
 token, dropped share.
