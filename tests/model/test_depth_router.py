@@ -113,3 +113,73 @@ def test_bad_config_raises():
         DepthRouter(8, rho=1.0)
     with pytest.raises(ValueError, match="mode"):
         DepthRouter(8).route(torch.randn(1, 4, 8), mode="random")
+
+
+# --- Mixture-of-Depths inside WorldModel (with block-sparse attention too) -------------------------------------
+
+TINY_MODEL = dict(
+    codebook_size=64, latent_frames=3, latent_height=4, latent_width=4, max_text_len=32, d_model=64, n_layers=3,
+    n_heads=2, kv_lora_rank=16, qk_nope_head_dim=16, qk_rope_head_dim=12, v_head_dim=16, dense_hidden=128,
+    moe_experts=8, moe_expert_hidden=32, moe_top_k=2, moe_groups=4, moe_topk_groups=2, text_d_model=32,
+    text_layers=1, text_heads=2, mod_layers=[1, 2],
+)  # fmt: skip
+
+
+def _model(**overrides):
+    from worldmodel.model import WorldModel
+
+    torch.manual_seed(0)
+    model = WorldModel(**{**TINY_MODEL, **overrides}).eval()
+    for block in model.blocks:
+        if block.depth_router is not None:
+            for layer in block.depth_router.predictor[::2]:  # a mix of entering and skipped tokens
+                nn.init.normal_(layer.weight, std=1.0)
+        if block.bridge is not None:
+            nn.init.constant_(block.bridge.gate, 0.7)
+    return model
+
+
+def _ids_and_text(model):
+    from worldmodel.tokenizers.text import ByteTokenizer
+
+    ids = torch.randint(0, 64, (2, model.max_seq_len), generator=torch.Generator().manual_seed(0))
+    ids[:, 0] = model.bos_token_id
+    text = model.encode_text(*ByteTokenizer(32).encode(["a red ball falls", ""]))
+    return ids, text
+
+
+@pytest.mark.parametrize("rho", [0.3, 0.5])
+def test_world_model_pruned_share_is_the_configured_rho(rho):
+    model = _model(mod_rho=rho).train()
+    ids, text = _ids_and_text(model)
+    out = model(ids, text)
+    n = ids.shape[1]
+    for layer in (1, 2):
+        assert out.stats[f"layer{layer}/mod_skipped_share"].item() == pytest.approx(round(rho * n) / n)
+    assert "layer0/mod_skipped_share" not in out.stats
+    out.logits.square().mean().add(out.aux_loss).backward()  # routers and predictors both learn
+    assert model.blocks[1].depth_router.router.weight.grad.abs().sum() > 0
+    assert model.blocks[1].depth_router.predictor[0].weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_world_model_routed_layers_are_causal_and_cached_decoding_equals_full_forward(sparse):
+    extra = dict(attention_impl="block_sparse", sparse_block_size=4, sparse_top_k=2) if sparse else {}
+    model = _model(**extra)
+    ids, text = _ids_and_text(model)
+    with torch.no_grad():
+        out = model(ids, text)
+        full = out.logits
+        share = out.stats["layer1/mod_skipped_share"].item()
+        assert 0 < share < 1
+        for j in (5, 30):
+            changed = ids.clone()
+            changed[:, j:] = (changed[:, j:] + 7) % 64
+            torch.testing.assert_close(model(changed, text).logits[:, :j], full[:, :j], atol=1e-5, rtol=1e-5)
+        cache = model.new_cache(2)
+        steps = [model(ids[:, :6], text, cache).logits]
+        steps += [model(ids[:, i : i + 1], text, cache).logits for i in range(6, ids.shape[1])]
+        cache.crop(17)
+        redo = model(ids[:, 17:30], text, cache).logits
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(redo, full[:, 17:30], atol=1e-4, rtol=1e-4)

@@ -7,7 +7,9 @@ At every step the cached latents are expanded back to per-head keys and values (
 simple, and cheap at the tiny head counts used here (the "absorbed" form is a speed trick for large models).
 
 The attention product itself is one function (`dense_causal_attention`) chosen by the `attention_product`
-attribute, so a block-sparse product can be swapped in by configuration.
+attribute. With `sparse_block_size > 0` it is block-sparse instead (`sparse_attention.py`); the key blocks chosen
+per query block are kept in the KV cache (`SparseKVCache.selections`) so that cached decoding makes the same choice.
+`query_index` (Mixture-of-Depths) computes the output only for some tokens while every token writes its K/V.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .cache import KVCache
+from .cache import KVCache, SparseKVCache
 from .rope import apply_rope
+from .sparse_attention import block_sparse_attention
 
 
 def dense_causal_attention(
@@ -54,8 +57,11 @@ class MultiHeadLatentAttention(nn.Module):
         v_head_dim: int,
         q_lora_rank: int = 0,
         norm_eps: float = 1e-6,
+        sparse_block_size: int = 0,
+        sparse_top_k: int = 0,
     ) -> None:
         super().__init__()
+        self.sparse_block_size, self.sparse_top_k = sparse_block_size, sparse_top_k  # block size 0: dense
         self.n_heads = n_heads
         self.kv_lora_rank = kv_lora_rank
         self.qk_nope_head_dim = qk_nope_head_dim
@@ -83,13 +89,23 @@ class MultiHeadLatentAttention(nn.Module):
         rope: tuple[torch.Tensor, torch.Tensor],
         cache: KVCache | None = None,
         layer: int = 0,
+        query_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """x (B, N, D), rope = (cos, sin) each (N, qk_rope_head_dim) for these positions  ->  (B, N, D)."""
+        """x (B, N, D), rope = (cos, sin) each (N, qk_rope_head_dim) for these positions  ->  (B, N, D).
+
+        With `query_index (B, k)` (positions within x) only those tokens get an output: (B, k, D).
+        """
         bsz, n, _ = x.shape
         cos, sin = rope
-        q = self.wq(x).view(bsz, n, self.n_heads, -1).transpose(1, 2)  # (B, H, N, dn + dr)
+        subset = query_index is not None and not self.sparse_block_size  # sparse needs every block's anchor query
+        if subset:
+            x_q = x.gather(1, query_index[..., None].expand(-1, -1, x.shape[-1]))  # (B, k, D)
+            cos_q, sin_q = cos[query_index][:, None], sin[query_index][:, None]  # (B, 1, k, dr)
+        else:
+            x_q, cos_q, sin_q = x, cos, sin
+        q = self.wq(x_q).view(bsz, x_q.shape[1], self.n_heads, -1).transpose(1, 2)  # (B, H, N or k, dn + dr)
         q_nope, q_rope = q.split([self.qk_nope_head_dim, self.qk_rope_head_dim], dim=-1)
-        q_rope = apply_rope(q_rope, cos, sin)
+        q_rope = apply_rope(q_rope, cos_q, sin_q)
 
         kv = self.wkv_a(x)  # (B, N, r + dr)
         latent, k_rope = kv.split([self.kv_lora_rank, self.qk_rope_head_dim], dim=-1)
@@ -106,5 +122,21 @@ class MultiHeadLatentAttention(nn.Module):
         k = torch.cat([k_nope, k_rope[:, None].expand(-1, self.n_heads, -1, -1)], dim=-1)  # (B, H, S, dn + dr)
         q = torch.cat([q_nope, q_rope], dim=-1)  # (B, H, N, dn + dr)
 
-        out = self.attention_product(q, k, v, offset, self.scale)  # (B, H, N, dv)
-        return self.wo(out.transpose(1, 2).reshape(bsz, n, -1))  # (B, N, D)
+        if self.sparse_block_size:
+            if cache is not None and not isinstance(cache, SparseKVCache):
+                raise ValueError("Block-sparse attention needs a SparseKVCache (use WorldModel.new_cache).")
+            selection = cache.selections[layer] if cache is not None else None
+            out, selection = block_sparse_attention(
+                q, k, v, self.sparse_block_size, self.sparse_top_k, q_offset=offset, selection=selection,
+                scale=self.scale,
+            )  # (B, H, N, dv)
+            if cache is not None:
+                cache.selections[layer] = selection
+            if query_index is not None:
+                out = out.gather(2, query_index[:, None, :, None].expand(-1, self.n_heads, -1, out.shape[-1]))
+        elif subset:
+            allowed = torch.arange(s, device=x.device) <= (offset + query_index)[..., None]  # (B, k, S)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed[:, None], scale=self.scale)
+        else:
+            out = self.attention_product(q, k, v, offset, self.scale)  # (B, H, N, dv)
+        return self.wo(out.transpose(1, 2).reshape(bsz, out.shape[2], -1))  # (B, N or k, D)

@@ -1,4 +1,8 @@
-"""One transformer block: RMSNorm -> MLA -> (gated cross-attention to text) -> RMSNorm -> dense FFN or MoE."""
+"""One transformer block: RMSNorm -> MLA -> (gated cross-attention to text) -> RMSNorm -> dense FFN or MoE.
+
+With a `DepthRouter` (Mixture-of-Depths) only the routed tokens run the block; the others pass by the residual,
+and every token still writes its K/V (see depth_router.py).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from torch import nn
 from .attention import MultiHeadLatentAttention
 from .bridge import GatedCrossAttention, TextContext
 from .cache import KVCache
+from .depth_router import DepthRouter, Route
 from .ffn import FeedForward
 from .moe import MoE
 
@@ -22,8 +27,10 @@ class Block(nn.Module):
         bridge: GatedCrossAttention | None,
         d_model: int,
         norm_eps: float = 1e-6,
+        depth_router: DepthRouter | None = None,
     ) -> None:
         super().__init__()
+        self.depth_router = depth_router
         self.attn_norm = nn.RMSNorm(d_model, eps=norm_eps)
         self.attn = attn
         self.bridge = bridge
@@ -38,7 +45,9 @@ class Block(nn.Module):
         cache: KVCache | None,
         layer: int,
     ) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor]]:
-        """x (B, N, D) -> (x (B, N, D), MoE aux loss or None, MoE stats)."""
+        """x (B, N, D) -> (x (B, N, D), MoE aux loss (+ MoD predictor loss) or None, MoE (+ MoD) stats)."""
+        if self.depth_router is not None:
+            return self._routed(x, rope, text, cache, layer)
         x = x + self.attn(self.attn_norm(x), rope, cache, layer)
         if self.bridge is not None and text is not None:
             x = x + self.bridge(x, text)
@@ -47,3 +56,30 @@ class Block(nn.Module):
             y, aux, stats = self.ffn(h)
             return x + y, aux, stats
         return x + self.ffn(h), None, {}
+
+    def _routed(
+        self,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        text: TextContext | None,
+        cache: KVCache | None,
+        layer: int,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor]]:
+        """Mixture-of-Depths: the block runs on the routed tokens only; all tokens write K/V."""
+        extra: dict = {}
+
+        def block(x_all: torch.Tensor, route: Route) -> torch.Tensor:
+            x_in = route.gather(x_all)  # (B, k, D)
+            h = x_in + self.attn(self.attn_norm(x_all), rope, cache, layer, query_index=route.index)
+            if self.bridge is not None and text is not None:
+                h = h + self.bridge(h, text)
+            if isinstance(self.ffn, MoE):
+                y, extra["aux"], extra["stats"] = self.ffn(self.ffn_norm(h))
+            else:
+                y = self.ffn(self.ffn_norm(h))
+            return h + y - x_in  # (B, k, D) the block's residual update
+
+        x, route, predictor_loss = self.depth_router(x, block)
+        aux = predictor_loss if extra.get("aux") is None else extra["aux"] + predictor_loss
+        stats = {**extra.get("stats", {}), "mod_skipped_share": 1 - route.entered(x.shape[1]).float().mean()}
+        return x, aux, stats

@@ -54,3 +54,16 @@ class KVCache:
     def nbytes_per_token(self) -> int:
         """Bytes this cache holds per token over all layers (0 before the first write)."""
         return sum(t.element_size() * t.shape[-1] for t in self.latents + self.rope_keys if t is not None)
+
+
+class SparseKVCache(KVCache):
+    """A `KVCache` that also keeps, per layer, the key blocks block-sparse attention chose for each query block.
+
+    `selections[layer]` is `(B, H, n_blocks, top_k)` (see sparse_attention.py). Row i is chosen when the first
+    token of block i arrives, so after `crop(n)` the rows of blocks starting before n stay valid and the others
+    are recomputed on the next write: `crop` needs no change.
+    """
+
+    def __init__(self, n_layers: int, batch_size: int, max_seq_len: int, kv_lora_rank: int, rope_dim: int) -> None:
+        super().__init__(n_layers, batch_size, max_seq_len, kv_lora_rank, rope_dim)
+        self.selections: list[torch.Tensor | None] = [None] * n_layers

@@ -18,7 +18,8 @@ from ..tokenizers.text import ByteTokenizer
 from .attention import MultiHeadLatentAttention
 from .block import Block
 from .bridge import GatedCrossAttention, TextContext
-from .cache import KVCache
+from .cache import KVCache, SparseKVCache
+from .depth_router import DepthRouter
 from .ffn import FeedForward
 from .moe import Experts, MoE
 from .rope import VideoRoPE, split_rope_dims
@@ -42,6 +43,10 @@ class WorldModel(ModelMixin, ConfigMixin):
 
     Layers `0 .. n_dense_layers - 1` use a dense SwiGLU FFN of width `dense_hidden`, the rest a `MoE`.
     Layers listed in `bridge_layers` (None = every layer) get a gated cross-attention to the text states.
+    Long videos: `attention_impl="block_sparse"` makes every layer's attention block-sparse (blocks of
+    `sparse_block_size` tokens, `sparse_top_k` chosen blocks + the first and the local one); layers listed in
+    `mod_layers` route tokens around the block (Mixture-of-Depths, `mod_rho` of the tokens skip it in training,
+    a causal predictor decides in eval mode). Both are off by default.
     `max_seq_len = latent_frames * latent_height * latent_width + 1` (BOS included).
     """
 
@@ -86,6 +91,11 @@ class WorldModel(ModelMixin, ConfigMixin):
         text_layers: int = 2,
         text_heads: int = 4,
         norm_eps: float = 1e-6,
+        attention_impl: str = "dense",
+        sparse_block_size: int = 64,
+        sparse_top_k: int = 8,
+        mod_layers: list[int] | None = None,
+        mod_rho: float = 0.3,
     ) -> None:
         super().__init__()
         self._validate_config()
@@ -94,10 +104,12 @@ class WorldModel(ModelMixin, ConfigMixin):
         self.embed = nn.Embedding(codebook_size + 1, d_model)  # + BOS
         self.text_encoder = TextEncoder(ByteTokenizer.vocab_size, max_text_len, text_d_model, text_layers, text_heads)
         bridges = set(range(n_layers)) if bridge_layers is None else set(bridge_layers)
+        sparse = attention_impl == "block_sparse"
         self.blocks = nn.ModuleList()
         for i in range(n_layers):
             attn = MultiHeadLatentAttention(
-                d_model, n_heads, kv_lora_rank, qk_nope_head_dim, qk_rope_head_dim, v_head_dim, q_lora_rank, norm_eps
+                d_model, n_heads, kv_lora_rank, qk_nope_head_dim, qk_rope_head_dim, v_head_dim, q_lora_rank, norm_eps,
+                sparse_block_size if sparse else 0, sparse_top_k,
             )
             if i < n_dense_layers:
                 ffn: FeedForward | MoE = FeedForward(d_model, dense_hidden)
@@ -108,7 +120,8 @@ class WorldModel(ModelMixin, ConfigMixin):
                     moe_bias_update_speed, moe_seq_aux_weight, moe_z_loss_weight, moe_entropy_weight, moe_dispatch,
                 )  # fmt: skip
             bridge = GatedCrossAttention(d_model, text_d_model, n_heads, norm_eps) if i in bridges else None
-            self.blocks.append(Block(attn, ffn, bridge, d_model, norm_eps))
+            router = DepthRouter(d_model, mod_rho) if i in (mod_layers or []) else None
+            self.blocks.append(Block(attn, ffn, bridge, d_model, norm_eps, router))
         self.norm = nn.RMSNorm(d_model, eps=norm_eps)
         self.lm_head = nn.Linear(d_model, codebook_size, bias=False)
         self.apply(self._init_weights)
@@ -124,6 +137,15 @@ class WorldModel(ModelMixin, ConfigMixin):
             raise ValueError(f"n_dense_layers must be in [0, n_layers={c.n_layers}], got {c.n_dense_layers}.")
         if c.bridge_layers is not None and any(not 0 <= i < c.n_layers for i in c.bridge_layers):
             raise ValueError(f"bridge_layers must be layer indices in [0, {c.n_layers}), got {c.bridge_layers}.")
+        if c.attention_impl not in ("dense", "block_sparse"):
+            raise ValueError(f"attention_impl must be 'dense' or 'block_sparse', got {c.attention_impl!r}.")
+        if c.sparse_block_size < 1 or c.sparse_top_k < 0:
+            raise ValueError(f"sparse_block_size must be >= 1 and sparse_top_k >= 0, got {c.sparse_block_size} "
+                             f"and {c.sparse_top_k}.")  # fmt: skip
+        if c.mod_layers is not None and any(not 0 <= i < c.n_layers for i in c.mod_layers):
+            raise ValueError(f"mod_layers must be layer indices in [0, {c.n_layers}), got {c.mod_layers}.")
+        if not 0.0 <= c.mod_rho < 1.0:
+            raise ValueError(f"mod_rho (share of tokens skipping a routed block) must be in [0, 1), got {c.mod_rho}.")
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -148,7 +170,8 @@ class WorldModel(ModelMixin, ConfigMixin):
     def new_cache(self, batch_size: int) -> KVCache:
         """An empty KV cache for `batch_size` sequences (latent + RoPE key per layer)."""
         c = self.config
-        return KVCache(c.n_layers, batch_size, self.max_seq_len, c.kv_lora_rank, c.qk_rope_head_dim)
+        cache = SparseKVCache if c.attention_impl == "block_sparse" else KVCache  # + the sparse block choices
+        return cache(c.n_layers, batch_size, self.max_seq_len, c.kv_lora_rank, c.qk_rope_head_dim)
 
     def encode_text(self, ids: torch.Tensor, mask: torch.Tensor) -> TextContext:
         """ByteTokenizer output `(ids (B, L), mask (B, L))` -> TextContext(states (B, L, text_d_model), mask)."""
