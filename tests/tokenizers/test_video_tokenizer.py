@@ -136,3 +136,44 @@ def test_numpy_uint8_single_clip_is_batched():
     tok = _tokenizer()
     clip = np.zeros((5, 32, 32, 3), np.uint8)
     assert tok.encode(clip).shape == (1, 2, 4, 4)
+
+
+@pytest.mark.slow
+def test_module_trains_checkpoints_resumes_and_exports(tmp_path):
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from torch.utils.data import DataLoader
+
+    from worldmodel.training.tokenizer_module import TokenizerModule, export_checkpoint
+
+    clips = [{"video": v} for v in _video(9, size=16, batch=4, seed=5)]
+    loader = DataLoader(clips, batch_size=2,
+                        collate_fn=lambda items: {"video": torch.stack([i["video"] for i in items])})
+
+    class CountSteps(L.Callback):
+        batches = 0
+
+        def on_train_batch_end(self, *args) -> None:
+            self.batches += 1
+
+    def fit(steps: int, ckpt_path: str | None = None) -> tuple[TokenizerModule, int]:
+        L.seed_everything(0)
+        module = TokenizerModule(channels=[8, 8, 8], fsq_levels=[4, 4], train_frames=5, warmup_steps=2,
+                                 export_dir=str(tmp_path / "export"))
+        counter = CountSteps()
+        trainer = L.Trainer(max_steps=steps, accelerator="cpu", logger=False, enable_progress_bar=False,
+                            enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=1,
+                            callbacks=[ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True), counter])
+        trainer.fit(module, loader, loader, ckpt_path=ckpt_path)
+        assert trainer.global_step == steps
+        assert "val/codebook_usage" in trainer.callback_metrics and "val/ssim" in trainer.callback_metrics
+        return module, counter.batches
+
+    assert fit(2)[1] == 2
+    module, batches = fit(4, ckpt_path="last")
+    assert batches == 2  # resumed at step 2, not retrained from scratch
+    exported = VideoTokenizer.from_pretrained(tmp_path / "export").eval()
+    video = _video(5, size=16, batch=1)
+    assert torch.equal(exported.encode(video), module.tokenizer.eval().encode(video))
+    out = export_checkpoint(tmp_path / "ckpt" / "last.ckpt", tmp_path / "from_ckpt")
+    assert torch.equal(VideoTokenizer.from_pretrained(out).encode(video), exported.encode(video))
