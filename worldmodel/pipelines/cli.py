@@ -52,6 +52,7 @@ def register(subparsers: Any) -> None:
 
 
 def _check_output(args: argparse.Namespace) -> None:
+    """Fail before any work on an output suffix or fps that cannot be written."""
     from worldmodel.pipelines.export import check_output_path
 
     check_output_path(args.output)
@@ -60,6 +61,7 @@ def _check_output(args: argparse.Namespace) -> None:
 
 
 def _setup(args: argparse.Namespace, pipeline_class: Any) -> tuple[Any, Any]:
+    """The pipeline on the chosen device and a seeded generator there."""
     import torch
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
