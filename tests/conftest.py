@@ -1,5 +1,5 @@
-"""Shared test settings: small thread count so that tests stay fast and quiet on 2 cores."""
+"""Shared test settings: one thread so that tests stay fast and quiet on 2 cores."""
 
 import torch
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)

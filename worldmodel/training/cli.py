@@ -10,7 +10,7 @@ reproduces the shipped default (see ``worldmodel.training.preset``).
 from __future__ import annotations
 
 import argparse
-import sys
+import warnings
 
 
 def run_lightning_cli(args: list[str]) -> None:
@@ -18,13 +18,15 @@ def run_lightning_cli(args: list[str]) -> None:
     from lightning.pytorch import LightningDataModule, LightningModule
     from lightning.pytorch.cli import LightningCLI
 
-    sys.argv = ["worldmodel train", "fit", *args]  # LightningCLI reads its own argv
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+
     LightningCLI(
         LightningModule,
         LightningDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,
         save_config_kwargs={"overwrite": True},
+        args=["fit", *args],  # sys.argv stays intact so that DDP can re-launch this same command
     )
 
 
