@@ -173,17 +173,20 @@ class _Trainer:
         self.cpu: list[float] = []
         self.wall: list[float] = []
 
-    def _loss(self, codes: torch.Tensor, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _loss(self, codes: torch.Tensor, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """(cross-entropy, aux loss, mean share of tokens skipping the routed layers or 0)."""
         targets = codes.flatten(1)  # (B, N)
         ids = torch.cat([torch.full_like(targets[:, :1], self.model.bos_token_id), targets[:, :-1]], dim=1)
         out = self.model(ids, self.model.encode_text(*self.text.encode(captions)))
-        return F.cross_entropy(out.logits.flatten(0, 1), targets.flatten()), out.aux_loss
+        skipped = [v.item() for key, v in out.stats.items() if key.endswith("mod_skipped_share")]
+        ce = F.cross_entropy(out.logits.flatten(0, 1), targets.flatten())
+        return ce, out.aux_loss, sum(skipped) / max(1, len(skipped))
 
     def step(self, codes: torch.Tensor, captions: list[str]) -> None:
         """One timed optimiser step."""
         self.model.train()
         start, start_cpu = time.perf_counter(), time.process_time()
-        ce, aux = self._loss(codes, captions)
+        ce, aux, _ = self._loss(codes, captions)
         self.opt.zero_grad(set_to_none=True)
         (ce + aux).backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
@@ -193,12 +196,13 @@ class _Trainer:
         self.wall.append(time.perf_counter() - start)
 
     @torch.no_grad()
-    def val_loss(self, codes: torch.Tensor, captions: list[str], batch: int) -> float:
-        """Mean validation cross-entropy in eval mode (Mixture-of-Depths: the causal predictor decides)."""
+    def val_loss(self, codes: torch.Tensor, captions: list[str], batch: int, topk: bool = False) -> tuple[float, float]:
+        """Mean validation cross-entropy and skipped share; Mixture-of-Depths routes by the causal predictor
+        (eval mode, as when generating) or, with ``topk``, by the training-time top-k (train mode, no update)."""
+        self.model.train(topk)
+        runs = [self._loss(codes[i : i + batch], captions[i : i + batch]) for i in range(0, len(codes), batch)]
         self.model.eval()
-        losses = [self._loss(codes[i : i + batch], captions[i : i + batch])[0].item()
-                  for i in range(0, len(codes), batch)]  # fmt: skip
-        return sum(losses) / len(losses)
+        return sum(r[0].item() for r in runs) / len(runs), sum(r[2] for r in runs) / len(runs)
 
 
 def mod_results(quick: bool) -> tuple[list[dict], _Trainer, tuple[torch.Tensor, list[str]]]:
@@ -220,18 +224,25 @@ def mod_results(quick: bool) -> tuple[list[dict], _Trainer, tuple[torch.Tensor, 
     speedup = sum(dense.cpu[1:]) / sum(routed.cpu[1:])
     wall = torch.tensor(dense.wall[1:]) / torch.tensor(routed.wall[1:])
     speedup_wall = wall.median().item()
-    loss_dense, loss_routed = dense.val_loss(*val, batch), routed.val_loss(*val, batch)
+    loss_dense, _ = dense.val_loss(*val, batch)
+    loss_routed, skipped = routed.val_loss(*val, batch)
+    loss_topk, _ = routed.val_loss(*val, batch, topk=True)
     change = (loss_routed - loss_dense) / loss_dense
     cpu_dense, cpu_routed = sum(dense.cpu[1:]), sum(routed.cpu[1:])
     print(f"training {steps} steps, CPU time: dense {cpu_dense:7.1f} s  MoD rho 0.3 {cpu_routed:7.1f} s"
           f"  x{speedup:5.2f} (wall, median of pairs: x{speedup_wall:5.2f})")
-    print(f"validation loss: dense {loss_dense:.4f}  MoD {loss_routed:.4f}  change {100 * change:+.2f} %")
+    print(f"validation loss: dense {loss_dense:.4f}  MoD {loss_routed:.4f} (predictor skips {100 * skipped:.0f} %)"
+          f"  change {100 * change:+.2f} %; MoD with top-k routing {loss_topk:.4f}")
     results = [
         {"name": "mod_train_speedup", "value": speedup, "unit": "x", "goal": 1.3, "higher_is_better": True},
         {"name": "mod_train_speedup_wall", "value": speedup_wall, "unit": "x", "goal": None, "higher_is_better": True},
         {"name": "mod_val_loss_change", "value": change, "unit": "relative", "goal": 0.01, "higher_is_better": False},
         {"name": "val_loss_dense", "value": loss_dense, "unit": "nats", "goal": None, "higher_is_better": False},
         {"name": "val_loss_mod", "value": loss_routed, "unit": "nats", "goal": None, "higher_is_better": False},
+        {"name": "val_loss_mod_topk_routing", "value": loss_topk, "unit": "nats", "goal": None,
+         "higher_is_better": False},
+        {"name": "mod_predictor_skipped_share", "value": skipped, "unit": "share", "goal": None,
+         "higher_is_better": False},
     ]
     return results, dense, val
 
