@@ -49,3 +49,10 @@ def test_bad_files_raise_one_clear_error(tmp_path):
     for path in (empty, junk, tmp_path / "missing.mp4"):
         with pytest.raises(VideoReadError, match=path.name):
             read_video(path)
+
+
+def test_same_frames_give_same_file_bytes(tmp_path):
+    v = _random_video()
+    a = write_video(tmp_path / "a.mkv", v).read_bytes()
+    b = write_video(tmp_path / "b.mkv", v).read_bytes()
+    assert a == b

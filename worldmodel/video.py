@@ -77,7 +77,7 @@ def write_video(path: str | os.PathLike, frames: torch.Tensor | np.ndarray, fps:
     if lossless is None:
         lossless = path.suffix == ".mkv"
     rate = Fraction(fps).limit_denominator(1000)
-    with atomic_path(path) as tmp, av.open(str(tmp), mode="w") as container:
+    with atomic_path(path) as tmp, av.open(str(tmp), mode="w", options={"fflags": "+bitexact"}) as container:
         if lossless:
             stream = container.add_stream("ffv1", rate=rate)
             stream.pix_fmt = "bgr0"
