@@ -173,3 +173,14 @@ def test_matches_huggingface_deepseek_v3_moe():
         expected = hf(x)
         got, _, _ = ours(x)
     assert torch.allclose(got, expected, atol=1e-5), (got - expected).abs().max()
+
+
+def test_moe_trains_under_bf16_autocast_with_fp32_router_math():
+    torch.manual_seed(0)
+    moe = MoE(32, n_experts=8, expert_hidden=32, top_k=2, n_groups=2, topk_groups=1, n_shared=1)
+    x = torch.randn(2, 16, 32, requires_grad=True)
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        assert moe.router(x.reshape(-1, 32)).scores.dtype == torch.float32
+        y, aux, _ = moe(x)
+    (y.float().pow(2).mean() + aux).backward()
+    assert torch.isfinite(x.grad).all()

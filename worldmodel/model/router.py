@@ -91,7 +91,8 @@ class Router(nn.Module):
 
     def forward(self, x: torch.Tensor) -> Routing:
         """x (T, D) -> Routing for T tokens."""
-        logits = F.linear(x.float(), self.weight.float())  # (T, E) fp32
+        with torch.autocast(device_type=x.device.type, enabled=False):  # router math stays fp32 under AMP
+            logits = F.linear(x.float(), self.weight.float())  # (T, E) fp32
         scores = logits.sigmoid() if self.score_func == "sigmoid" else logits.softmax(dim=-1)
         choice = scores.detach() + self.bias.float()  # (T, E)
         if self.n_groups > 1:
