@@ -38,6 +38,20 @@ class CausalConv3d(nn.Module):
         return self.conv(x)
 
 
+class ChannelRMSNorm(nn.Module):
+    """RMS normalisation over channels at every voxel (no statistics across time, so it stays causal)."""
+
+    def __init__(self, channels: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x (B, C, T, H, W)`` normalised over ``C``."""
+        rms = x.float().pow(2).mean(1, keepdim=True).add(self.eps).rsqrt()  # (B, 1, T, H, W)
+        return (x.float() * rms).to(x.dtype) * self.weight.view(1, -1, 1, 1, 1).to(x.dtype)
+
+
 class FrameGroupNorm(nn.Module):
     """GroupNorm computed separately for every frame (statistics over channels-in-group x H x W).
 
@@ -55,14 +69,23 @@ class FrameGroupNorm(nn.Module):
         return y.view(b, t, c, h, w).transpose(1, 2)
 
 
+def make_norm(kind: str, channels: int) -> nn.Module:
+    """The tokenizer's normalisation layer: ``"group"`` (per-frame GroupNorm) or ``"rms"`` (per-voxel RMSNorm)."""
+    if kind == "group":
+        return FrameGroupNorm(channels)
+    if kind == "rms":
+        return ChannelRMSNorm(channels)
+    raise ValueError(f"norm must be 'group' or 'rms', got {kind!r}")
+
+
 class ResBlock(nn.Module):
     """Pre-norm residual block: (norm, SiLU, causal conv) twice, plus a 1x1x1 skip when channels change."""
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, norm: str = "group") -> None:
         super().__init__()
-        self.norm1 = FrameGroupNorm(in_channels)
+        self.norm1 = make_norm(norm, in_channels)
         self.conv1 = CausalConv3d(in_channels, out_channels)
-        self.norm2 = FrameGroupNorm(out_channels)
+        self.norm2 = make_norm(norm, out_channels)
         self.conv2 = CausalConv3d(out_channels, out_channels)
         nn.init.zeros_(self.conv2.conv.weight)  # each block starts as the identity
         nn.init.zeros_(self.conv2.conv.bias)

@@ -28,10 +28,10 @@ from torch import nn
 from worldmodel.tokenizers.layers import (
     CausalConv3d,
     Downsample,
-    FrameGroupNorm,
     ResBlock,
     Upsample,
     depth_to_space,
+    make_norm,
     space_to_depth,
 )
 from worldmodel.tokenizers.quantizers import FSQ, VectorQuantizerEMA
@@ -68,16 +68,16 @@ class Encoder(nn.Module):
     """Video ``(B, 3, T, H, W)`` -> continuous latents ``(B, D, t, h, w)``."""
 
     def __init__(self, channels: list[int], blocks: int, plan: list[tuple[bool, bool]], patch: int,
-                 latent_dim: int) -> None:
+                 latent_dim: int, norm: str = "group") -> None:
         super().__init__()
         self.patch = patch
         self.conv_in = CausalConv3d(3 * patch * patch, channels[0])
         self.levels = nn.ModuleList()
         for i, (time, space) in enumerate(plan):
-            self.levels.append(nn.Sequential(*[ResBlock(channels[i], channels[i]) for _ in range(blocks)],
+            self.levels.append(nn.Sequential(*[ResBlock(channels[i], channels[i], norm) for _ in range(blocks)],
                                              Downsample(channels[i], channels[i + 1], time, space)))
-        self.mid = nn.Sequential(*[ResBlock(channels[-1], channels[-1]) for _ in range(blocks)])
-        self.norm_out = FrameGroupNorm(channels[-1])
+        self.mid = nn.Sequential(*[ResBlock(channels[-1], channels[-1], norm) for _ in range(blocks)])
+        self.norm_out = make_norm(norm, channels[-1])
         self.conv_out = nn.Conv3d(channels[-1], latent_dim, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -93,17 +93,17 @@ class Decoder(nn.Module):
     """Quantized latents ``(B, D, t, h, w)`` -> video ``(B, 3, T, H, W)``."""
 
     def __init__(self, channels: list[int], blocks: int, plan: list[tuple[bool, bool]], patch: int,
-                 latent_dim: int) -> None:
+                 latent_dim: int, norm: str = "group") -> None:
         super().__init__()
         self.patch = patch
         self.conv_in = CausalConv3d(latent_dim, channels[-1])
-        self.mid = nn.Sequential(*[ResBlock(channels[-1], channels[-1]) for _ in range(blocks)])
+        self.mid = nn.Sequential(*[ResBlock(channels[-1], channels[-1], norm) for _ in range(blocks)])
         self.levels = nn.ModuleList()
         for i in reversed(range(len(plan))):
             time, space = plan[i]
             self.levels.append(nn.Sequential(Upsample(channels[i + 1], channels[i], time, space),
-                                             *[ResBlock(channels[i], channels[i]) for _ in range(blocks)]))
-        self.norm_out = FrameGroupNorm(channels[0])
+                                             *[ResBlock(channels[i], channels[i], norm) for _ in range(blocks)]))
+        self.norm_out = make_norm(norm, channels[0])
         self.conv_out = CausalConv3d(channels[0], 3 * patch * patch)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -126,6 +126,7 @@ class VideoTokenizer(ModelMixin, ConfigMixin):
         quantizer_type: ``"fsq"`` or ``"vq"``.
         fsq_levels: FSQ levels per latent channel (codebook size = their product).
         vq_codebook_size, vq_dim, vq_decay, vq_commitment, vq_dead_threshold, vq_seed: VQ-EMA settings.
+        norm: ``"group"`` (per-frame GroupNorm, default) or ``"rms"`` (per-voxel channel RMSNorm).
     """
 
     config_name = "config.json"
@@ -135,7 +136,8 @@ class VideoTokenizer(ModelMixin, ConfigMixin):
                  channels: tuple[int, ...] = (64, 128, 128), blocks: int = 1, patch_size: int = 4,
                  quantizer_type: str = "fsq", fsq_levels: tuple[int, ...] = (8, 5, 5, 5),
                  vq_codebook_size: int = 1024, vq_dim: int = 8, vq_decay: float = 0.99,
-                 vq_commitment: float = 0.25, vq_dead_threshold: float = 1e-2, vq_seed: int = 0) -> None:
+                 vq_commitment: float = 0.25, vq_dead_threshold: float = 1e-2, vq_seed: int = 0,
+                 norm: str = "group") -> None:
         super().__init__()
         time_steps = _log2(temporal_compression, "temporal_compression")
         space_steps = _log2(spatial_compression, "spatial_compression") - _log2(patch_size, "patch_size")
@@ -150,8 +152,8 @@ class VideoTokenizer(ModelMixin, ConfigMixin):
         else:
             raise ValueError(f"quantizer_type must be 'fsq' or 'vq', got {quantizer_type!r}")
         channels = list(channels)
-        self.encoder = Encoder(channels, blocks, plan, patch_size, self.quantizer.dim)
-        self.decoder = Decoder(channels, blocks, plan, patch_size, self.quantizer.dim)
+        self.encoder = Encoder(channels, blocks, plan, patch_size, self.quantizer.dim, norm)
+        self.decoder = Decoder(channels, blocks, plan, patch_size, self.quantizer.dim, norm)
 
     @property
     def codebook_size(self) -> int:
