@@ -77,3 +77,14 @@ def test_rollout_of_an_unreadable_file_or_without_annotation(checkpoint, tmp_pat
     assert main(["rollout", str(clip), "--context-frames", "1", "-o", str(tmp_path / "o.mp4"),
                  "--checkpoint", str(checkpoint), "--compare-sim"]) == 2
     assert "--compare-sim needs the annotation" in capsys.readouterr().err
+
+
+def test_importing_the_cli_stays_light():
+    """``worldmodel --help`` imports every area's cli module: this one must not pull in torch or diffusers."""
+    import subprocess
+    import sys
+
+    code = "import sys, worldmodel.pipelines.cli; print(sorted({'torch', 'diffusers'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

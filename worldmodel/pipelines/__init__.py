@@ -1,25 +1,39 @@
-"""worldmodel.pipelines: text-to-video and physics-rollout generation with fast decoding."""
+"""worldmodel.pipelines: text-to-video and physics-rollout generation with fast decoding.
 
-from worldmodel.pipelines.base import DEFAULT_CHECKPOINT, CheckpointError, WorldModelPipeline, check_checkpoint
-from worldmodel.pipelines.physics_rollout import PhysicsRolloutPipeline, PhysicsRolloutPipelineOutput
-from worldmodel.pipelines.sampling import DecodeOptions, GuidedModel, SamplingParams, generate_codes
-from worldmodel.pipelines.speculative import FrameCopyDraft, SpeculativeStats, speculative_generate
-from worldmodel.pipelines.text_to_video import TextToVideoPipeline, TextToVideoPipelineOutput
+Names are imported on first use (PEP 562), so that ``worldmodel --help`` and the CLI stay fast: importing
+``worldmodel.pipelines.cli`` must not pull in torch and diffusers.
+"""
 
-__all__ = [
-    "DEFAULT_CHECKPOINT",
-    "CheckpointError",
-    "DecodeOptions",
-    "FrameCopyDraft",
-    "GuidedModel",
-    "PhysicsRolloutPipeline",
-    "PhysicsRolloutPipelineOutput",
-    "SamplingParams",
-    "SpeculativeStats",
-    "TextToVideoPipeline",
-    "TextToVideoPipelineOutput",
-    "WorldModelPipeline",
-    "check_checkpoint",
-    "generate_codes",
-    "speculative_generate",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "DEFAULT_CHECKPOINT": "base",
+    "CheckpointError": "base",
+    "WorldModelPipeline": "base",
+    "check_checkpoint": "base",
+    "PhysicsRolloutPipeline": "physics_rollout",
+    "PhysicsRolloutPipelineOutput": "physics_rollout",
+    "TextToVideoPipeline": "text_to_video",
+    "TextToVideoPipelineOutput": "text_to_video",
+    "DecodeOptions": "sampling",
+    "GuidedModel": "sampling",
+    "SamplingParams": "sampling",
+    "generate_codes": "sampling",
+    "FrameCopyDraft": "speculative",
+    "SpeculativeStats": "speculative",
+    "speculative_generate": "speculative",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    """Import ``name`` from its sub-module on first access."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
