@@ -107,3 +107,6 @@ def test_datamodule_builds_missing_cache_and_batches(tmp_path, tokenizer):
     again = TokenDataModule(train_dir=str(tmp_path / "train"), batch_size=2, seed=1)
     again.setup("fit")
     assert [b["ids"] for b in again.train_dataloader()] == [b["ids"] for b in batches]
+    loaded = VideoTokenizer.from_pretrained(tmp_path / "tok")  # its config holds a Path: meta.json must cope
+    encode_dataset(loaded, data, tmp_path / "from_path", progress=False)
+    assert torch.equal(TokenDataset(tmp_path / "from_path")[0]["codes"], TokenDataset(tmp_path / "train")[0]["codes"])

@@ -121,7 +121,7 @@ def encode_dataset(tokenizer: VideoTokenizer, dataset_dir: str | os.PathLike, ou
     write_json_atomic(out_dir / META, {
         "codebook_size": tokenizer.codebook_size, "latent_shape": list(latent_shape), "frames": frames,
         "height": height, "width": width, "episodes": len(index), "skipped": skipped,
-        "dataset": str(root), "tokenizer": dict(tokenizer.config)})
+        "dataset": str(root), "tokenizer": json.loads(tokenizer.to_json_string())})
     return out_dir
 
 
