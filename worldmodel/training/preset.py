@@ -3,8 +3,8 @@
 Stages, each an ordinary project command so that any one can be re-run alone:
 
 1. train the tokenizer (``configs/tokenizer-tiny.yaml``, simulated episodes on the fly);
-2. simulate the ``train`` and ``val`` datasets (``worldmodel data generate``);
-3. encode both to token caches with the trained tokenizer;
+2. simulate the ``train`` dataset (``worldmodel data generate``);
+3. encode it to a token cache with the trained tokenizer and hold out its last episodes for validation;
 4. train the world model (``configs/worldmodel-tiny.yaml``) and the draft model
    (``configs/worldmodel-draft.yaml``) on those caches;
 5. assemble the pipeline folder (tokenizer + world model + draft; ``save_pretrained``) at ``--export``.
@@ -29,13 +29,34 @@ from worldmodel.io import write_json_atomic
 class TinyPreset:
     """Step counts and data sizes of the shipped tiny default (the values it was trained with)."""
 
-    tokenizer_steps: int = 12000
+    tokenizer_steps: int = 10400
     tokenizer_batch_size: int = 16
     train_episodes: int = 8192
-    val_episodes: int = 128
-    worldmodel_steps: int = 12000
-    draft_steps: int = 12000
-    worldmodel_batch_size: int = 32
+    holdout_episodes: int = 256  # the last train episodes, kept out of world-model training for validation
+    worldmodel_steps: int = 900
+    draft_steps: int = 900
+    worldmodel_batch_size: int = 16
+
+
+def split_cache(src: Path, train_dir: Path, val_dir: Path, holdout: int) -> None:
+    """Split a token cache into ``train_dir`` (all but the last ``holdout`` entries) and ``val_dir``."""
+    from safetensors.torch import load_file, save_file
+
+    from worldmodel.io import atomic_path, write_text_atomic
+    from worldmodel.tokenizers.cache import CODES, INDEX, META
+
+    codes = load_file(str(src / CODES))["codes"]
+    index = (src / INDEX).read_text().splitlines()
+    meta = json.loads((src / META).read_text())
+    if not 0 < holdout < len(index):
+        raise ValueError(f"holdout must be between 1 and {len(index) - 1} episodes, got {holdout}")
+    cut = len(index) - holdout
+    for out, part in ((train_dir, slice(0, cut)), (val_dir, slice(cut, None))):
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out / CODES) as tmp:
+            save_file({"codes": codes[part].contiguous()}, str(tmp))
+        write_text_atomic(out / INDEX, "\n".join(index[part]) + "\n")
+        write_json_atomic(out / META, {**meta, "episodes": len(index[part]), "split_from": str(src)})
 
 
 def _run(args: list[str]) -> float:
@@ -86,27 +107,28 @@ def train_preset(export: str | Path, accelerator: str = "cpu", workers: int = 2,
         start = time.perf_counter()
         _run(["data", "generate", "--out", "outputs/data/train", "--episodes", str(preset.train_episodes),
               "--split", "train", "--seed", "0", "--workers", str(workers)])
-        _run(["data", "generate", "--out", "outputs/data/val", "--episodes", str(preset.val_episodes),
-              "--split", "val", "--seed", "1", "--workers", str(workers)])
-        tokenizer = VideoTokenizer.from_pretrained("outputs/tokenizer-tiny/tokenizer")
+        tokenizer = VideoTokenizer.from_pretrained("outputs/tokenizer-tiny/tokenizer", low_cpu_mem_usage=False)
         if accelerator == "gpu":
             tokenizer = tokenizer.to("cuda")
-        for split in ("train", "val"):
-            encode_dataset(tokenizer, f"outputs/data/{split}", f"outputs/tokens/{split}", batch_size=64)
+        encode_dataset(tokenizer, "outputs/data/train", "outputs/tokens/all", batch_size=64)
+        split_cache(Path("outputs/tokens/all"), Path("outputs/tokens/train"), Path("outputs/tokens/val"),
+                    preset.holdout_episodes)
         seconds["data"] = time.perf_counter() - start
     for name, steps in (("worldmodel", preset.worldmodel_steps), ("draft", preset.draft_steps)):
         if name not in stages:
             continue
         config = configs / ("worldmodel-tiny.yaml" if name == "worldmodel" else "worldmodel-draft.yaml")
         seconds[name] = _run(["train", "--config", str(config), *flags, f"--trainer.max_steps={steps}",
-                              f"--data.init_args.batch_size={preset.worldmodel_batch_size}"])
+                              f"--data.init_args.batch_size={preset.worldmodel_batch_size}",
+                              "--data.init_args.tokenizer=null", "--data.init_args.train_videos=null",
+                              "--data.init_args.val_videos=null"])
     if seconds_path.is_file():  # merge with stages run earlier (or alongside, in another process)
         seconds = {**json.loads(seconds_path.read_text()), **seconds}
     write_json_atomic(seconds_path, seconds)
     if "export" not in stages:
         return seconds
     pipeline = TextToVideoPipeline(
-        tokenizer=VideoTokenizer.from_pretrained("outputs/tokenizer-tiny/tokenizer"),
+        tokenizer=VideoTokenizer.from_pretrained("outputs/tokenizer-tiny/tokenizer", low_cpu_mem_usage=False),
         world_model=WorldModel.from_pretrained("outputs/worldmodel-tiny/worldmodel"),
         draft_model=WorldModel.from_pretrained("outputs/worldmodel-draft/worldmodel"),
     )
