@@ -5,8 +5,8 @@ Stages, each an ordinary project command so that any one can be re-run alone:
 1. train the tokenizer (``configs/tokenizer-tiny.yaml``, simulated episodes on the fly);
 2. simulate the ``train`` dataset (``worldmodel data generate``);
 3. encode it to a token cache with the trained tokenizer and hold out its last episodes for validation;
-4. train the world model (``configs/worldmodel-tiny.yaml``) and the draft model
-   (``configs/worldmodel-draft.yaml``) on those caches;
+4. train the world model (``configs/worldmodel-tiny.yaml``) and, when ``draft_steps > 0``, the draft
+   model (``configs/worldmodel-draft.yaml``) on those caches;
 5. assemble the pipeline folder (tokenizer + world model + draft; ``save_pretrained``) at ``--export``.
 
 Paths inside the configs are relative to the working directory (``outputs/...``); run from the
@@ -33,8 +33,8 @@ class TinyPreset:
     tokenizer_batch_size: int = 16
     train_episodes: int = 8192
     holdout_episodes: int = 256  # the last train episodes, kept out of world-model training for validation
-    worldmodel_steps: int = 900
-    draft_steps: int = 900
+    worldmodel_steps: int = 600
+    draft_steps: int = 0  # 0: no draft model (speculative decoding can still use the free frame-copy draft)
     worldmodel_batch_size: int = 16
 
 
@@ -115,7 +115,7 @@ def train_preset(export: str | Path, accelerator: str = "cpu", workers: int = 2,
                     preset.holdout_episodes)
         seconds["data"] = time.perf_counter() - start
     for name, steps in (("worldmodel", preset.worldmodel_steps), ("draft", preset.draft_steps)):
-        if name not in stages:
+        if name not in stages or steps == 0:
             continue
         config = configs / ("worldmodel-tiny.yaml" if name == "worldmodel" else "worldmodel-draft.yaml")
         seconds[name] = _run(["train", "--config", str(config), *flags, f"--trainer.max_steps={steps}",
@@ -130,7 +130,7 @@ def train_preset(export: str | Path, accelerator: str = "cpu", workers: int = 2,
     pipeline = TextToVideoPipeline(
         tokenizer=VideoTokenizer.from_pretrained("outputs/tokenizer-tiny/tokenizer", low_cpu_mem_usage=False),
         world_model=WorldModel.from_pretrained("outputs/worldmodel-tiny/worldmodel"),
-        draft_model=WorldModel.from_pretrained("outputs/worldmodel-draft/worldmodel"),
+        draft_model=WorldModel.from_pretrained("outputs/worldmodel-draft/worldmodel") if preset.draft_steps else None,
     )
     export = Path(export)
     pipeline.save_pretrained(export)
