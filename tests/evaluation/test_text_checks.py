@@ -43,3 +43,12 @@ def test_physics_checks_pass_on_truth_and_catch_broken_physics():
                             expected_count=3, masses=masses)
     assert not broken["passed"]["interpenetration"] and not broken["passed"]["gravity"]
     assert not broken["passed"]["object_count"] and broken["score"] < 0.5
+
+
+def test_noise_adheres_to_no_prompt():
+    """Random pixels contain every colour somewhere, but no ball: nothing named in the prompt is found."""
+    noise = np.random.default_rng(0).integers(0, 256, size=(17, 64, 64, 3), dtype=np.uint8)
+    result = text_adherence(noise, "a medium purple ball is thrown to the right and falls in a parabola")
+    assert result["found"] == []
+    assert result["score"] == 0.0
+    assert all(isinstance(v, bool) for v in result["checks"].values())

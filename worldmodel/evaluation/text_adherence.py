@@ -28,7 +28,24 @@ DIRECTIONS = {
 }
 FALL_WORDS = ("falls", "falling", "parabola", "parabolic", "gravity", "dropped")
 EVENT_WORDS = ("bounce", "collide", "collision", "hits")
-MIN_PRESENCE = 0.5  # an object is in the video when present in at least half the frames
+MIN_PRESENCE = 0.5  # an object is in the video when it is a ball (disc-like) in at least half the frames
+MIN_DISC_FILL = 0.9  # share of a blob's pixels within radius + 1 px of its centre for it to count as a ball
+MIN_AREA = 3.0  # pixels
+
+
+def disc_like(tracks: Any) -> np.ndarray:
+    """``(T, N)`` bool: the object's blob is present and shaped like a ball (not scattered pixels of its colour)."""
+    t, n, h, w = tracks.masks.shape
+    ys, xs = np.mgrid[0:h, 0:w]
+    out = np.zeros((t, n), dtype=bool)
+    for i, k in zip(*np.nonzero(tracks.present), strict=True):
+        mask = tracks.masks[i, k]
+        if mask.sum() < MIN_AREA:
+            continue
+        cx, cy = tracks.centers[i, k]
+        dist = np.hypot(xs[mask] - cx, ys[mask] - cy)
+        out[i, k] = float(np.mean(dist <= tracks.radii[i, k] + 1.0)) >= MIN_DISC_FILL
+    return out
 
 
 def _direction_of(text: str) -> tuple[str, float] | None:
@@ -57,7 +74,8 @@ def text_adherence(video: np.ndarray, prompt: str, fps: float = 10.0) -> dict[st
     text = prompt.lower()
     names = list(PALETTE)
     tracks = track_objects(video, np.array([PALETTE[c] for c in names], dtype=np.float32))
-    in_video = tracks.present.mean(axis=0) >= MIN_PRESENCE  # (colours,)
+    balls = disc_like(tracks)  # (T, colours)
+    in_video = balls.mean(axis=0) >= MIN_PRESENCE  # (colours,)
     found = [c for c, here in zip(names, in_video, strict=True) if here]
     named = sorted((m.start(), c) for c in names for m in re.finditer(rf"\b{c}\b", text))
     colours = list(dict.fromkeys(c for _, c in named))
@@ -72,7 +90,7 @@ def text_adherence(video: np.ndarray, prompt: str, fps: float = 10.0) -> dict[st
         k = names.index(colour)
         stop = named[i + 1][0] if i + 1 < len(named) else len(text)
         segment = text[start:stop]
-        seen = np.flatnonzero(tracks.present[:, k])
+        seen = np.flatnonzero(balls[:, k])
         if seen.size < 2:
             continue
         first, second = tracks.centers[seen[0], k], tracks.centers[seen[1], k]  # initial direction
@@ -81,9 +99,9 @@ def text_adherence(video: np.ndarray, prompt: str, fps: float = 10.0) -> dict[st
         if direction is not None and math.hypot(dx, dy) > 0.5:
             phrase, angle = direction
             if phrase in ("to the right", "to the left", "thrown right", "thrown left"):
-                checks[f"direction:{colour}"] = (dx > 0) == (angle == 0.0)
+                checks[f"direction:{colour}"] = bool((dx > 0) == (angle == 0.0))
             else:
-                checks[f"direction:{colour}"] = _angle_gap(math.degrees(math.atan2(dy, dx)) % 360, angle) <= 45
+                checks[f"direction:{colour}"] = bool(_angle_gap(math.degrees(math.atan2(dy, dx)) % 360, angle) <= 45)
         if "stays still" in segment:
             checks[f"still:{colour}"] = float(np.linalg.norm(tracks.centers[seen[-1], k] - first)) < 1.0
     if any(w in text for w in FALL_WORDS) and "without gravity" not in text and found:
@@ -92,6 +110,6 @@ def text_adherence(video: np.ndarray, prompt: str, fps: float = 10.0) -> dict[st
         ay = (c[2:, :, 1] - 2 * c[1:-1, :, 1] + c[:-2, :, 1])[ok]
         checks["falls"] = bool(ay.size) and float(np.median(ay)) > 0
     if any(w in text for w in EVENT_WORDS) and found:
-        checks["events"] = bool(detect_events(tracks.centers, tracks.present, np.zeros(2), fps))
+        checks["events"] = bool(detect_events(tracks.centers, balls, np.zeros(2), fps))
     score = float(np.mean(list(checks.values()))) if checks else None
     return {"score": score, "checks": checks, "found": found}
