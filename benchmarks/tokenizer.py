@@ -61,7 +61,7 @@ def load_tokenizer(path: Path | None) -> tuple[VideoTokenizer, str]:
     if path is not None:
         if not (Path(path) / "config.json").is_file():
             raise SystemExit(f"error: {path} is not a save_pretrained tokenizer folder (no config.json)")
-        return VideoTokenizer.from_pretrained(path).eval(), str(path)
+        return VideoTokenizer.from_pretrained(path, low_cpu_mem_usage=False).eval(), str(path)
     import yaml
 
     config = yaml.safe_load((ROOT / "configs" / "tokenizer-tiny.yaml").read_text())["model"]["init_args"]

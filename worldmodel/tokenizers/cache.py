@@ -210,7 +210,7 @@ class TokenDataModule(L.LightningDataModule):
             return
         if not hp.tokenizer:
             raise ValueError("TokenDataModule needs `tokenizer` (a save_pretrained folder) to build missing caches")
-        tokenizer = VideoTokenizer.from_pretrained(hp.tokenizer)
+        tokenizer = VideoTokenizer.from_pretrained(hp.tokenizer, low_cpu_mem_usage=False)
         for videos, cache in missing:
             encode_dataset(tokenizer, videos, cache)
 
@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strict", action="store_true", help="fail on the first unreadable video")
     args = parser.parse_args(argv)
     try:
-        tokenizer = VideoTokenizer.from_pretrained(args.tokenizer)
+        tokenizer = VideoTokenizer.from_pretrained(args.tokenizer, low_cpu_mem_usage=False)
         out = encode_dataset(tokenizer, args.data, args.out, batch_size=args.batch_size,
                              num_workers=args.workers, strict=args.strict)
     except (ValueError, FileNotFoundError, OSError) as err:

@@ -89,7 +89,7 @@ class TokenizerModule(L.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         if pretrained:
-            self.tokenizer = VideoTokenizer.from_pretrained(pretrained)
+            self.tokenizer = VideoTokenizer.from_pretrained(pretrained, low_cpu_mem_usage=False)
         else:
             self.tokenizer = VideoTokenizer(
                 temporal_compression=temporal_compression, spatial_compression=spatial_compression,
