@@ -68,6 +68,28 @@ def check_checkpoint(path: str | os.PathLike) -> Path:
     return path
 
 
+def check_weights(path: Path, pipeline: Any) -> None:
+    """Raise :class:`CheckpointError` when a component's saved weights miss tensors its class needs.
+
+    diffusers only warns and initialises such tensors at random, which would silently give noise.
+    """
+    from safetensors import safe_open
+
+    for name in ("tokenizer", "world_model", "draft_model"):
+        module = getattr(pipeline, name, None)
+        if module is None:
+            continue
+        saved: set[str] = set()
+        for file in (path / name).glob("*.safetensors"):
+            with safe_open(str(file), "pt") as handle:
+                saved |= set(handle.keys())
+        missing = sorted(set(module.state_dict()) - saved)
+        if missing:
+            raise CheckpointError(f"checkpoint folder {path}: {name} lacks {len(missing)} weight tensors that "
+                                  f"{type(module).__name__} needs (e.g. {missing[0]}); the folder was saved by "
+                                  "an incompatible version or is damaged")
+
+
 class WorldModelPipeline(DiffusionPipeline):
     """Base of the generation pipelines: a video tokenizer, a world model and an optional draft model.
 
@@ -106,10 +128,12 @@ class WorldModelPipeline(DiffusionPipeline):
         bar_was_on = diffusers_logging.is_progress_bar_enabled()
         diffusers_logging.disable_progress_bar()  # loading two or three local files needs no progress bar
         try:
-            return cls.from_pretrained(str(path), **kwargs)
+            pipeline = cls.from_pretrained(str(path), **kwargs)
         finally:
             if bar_was_on:
                 diffusers_logging.enable_progress_bar()
+        check_weights(path, pipeline)
+        return pipeline
 
     # ----------------------------------------------------------------------------------------------- sizes
     @property
