@@ -106,6 +106,9 @@ def test_predictor_learns_the_topk_decisions():
     guess, _ = router.route(x, mode="predictor")
     agreement = (top.entered(40) == guess.entered(40)).float().mean().item()
     assert agreement > 0.9, agreement
+    skipped = (~guess.entered(40)).float().mean().item()  # the running-quantile threshold keeps the share near rho
+    assert abs(skipped - 0.3) < 0.1, skipped
+    assert router.threshold.item() != 0.0
 
 
 def test_bad_config_raises():

@@ -5,7 +5,10 @@ sequence enter the block; the block's output for them is scaled by ``sigmoid(sco
 learns through the scale) and the other tokens pass by the residual unchanged. Top-k over a sequence
 is not causal (whether token ``p`` enters depends on later tokens), so a small causal predictor (an
 MLP on the token's own state, trained with BCE against the top-k decisions on detached inputs)
-decides instead when decoding: a token enters iff its predictor logit is positive.
+decides instead when decoding: a token enters iff its predictor logit exceeds ``threshold``, a running
+``rho``-quantile of the predictor's logits over training batches (so about ``1 - rho`` of the tokens
+enter even while the predictor has only learned the ``1 - rho`` prior; a fixed threshold of 0 then lets
+every token in). The threshold is a fixed number at decoding time, so the decision stays causal.
 
 KV cache rule (what makes cached decoding equal the full forward): *every* token writes its key and
 value for the routed layer, computed from its residual stream at the layer input, whether it enters
@@ -72,6 +75,9 @@ class DepthRouter(nn.Module):
         self.router = nn.Linear(dim, 1)
         hidden = predictor_hidden or max(8, dim // 4)
         self.predictor = nn.Sequential(nn.Linear(dim, hidden), nn.SiLU(), nn.Linear(hidden, 1))
+        self.register_buffer("threshold", torch.zeros(()))  # predictor logit above which a token enters
+        self.register_buffer("threshold_steps", torch.zeros((), dtype=torch.long))
+        self.threshold_momentum = 0.9
 
     def capacity(self, n: int) -> int:
         """Tokens entering the block out of ``n`` under top-k routing: ``n - round(rho * n)``, at least 1."""
@@ -87,9 +93,11 @@ class DepthRouter(nn.Module):
             target = torch.zeros_like(logits).scatter(1, index, 1.0)  # (B, N) top-k decisions
             guess = self.predictor(x.detach()).squeeze(-1).float()  # (B, N)
             loss = F.binary_cross_entropy_with_logits(guess, target)
+            if self.training:
+                self._track_threshold(guess.detach())
             valid = torch.ones_like(index, dtype=torch.bool)
         elif mode == "predictor":
-            enter = self.predictor(x).squeeze(-1) > 0  # (B, N), causal: a function of each token alone
+            enter = self.predictor(x).squeeze(-1) > self.threshold  # (B, N), causal: each token alone decides
             k = max(1, int(enter.sum(-1).max()))  # one padding slot when no token enters: no empty tensors
             # Entering positions first (in order), then padding taken from skipped positions (weight 0).
             index = (~enter).to(torch.int8).argsort(dim=-1, stable=True)[:, :k]  # (B, k)
@@ -99,6 +107,14 @@ class DepthRouter(nn.Module):
             raise ValueError(f"mode must be 'topk' or 'predictor', got {mode!r}.")
         weight = torch.sigmoid(logits.gather(1, index)).to(x.dtype)  # (B, k)
         return Route(index=index, weight=weight, valid=valid), loss
+
+    @torch.no_grad()
+    def _track_threshold(self, guess: torch.Tensor) -> None:
+        """Move ``threshold`` towards the ``rho``-quantile of this batch's predictor logits (EMA)."""
+        quantile = torch.quantile(guess.flatten(), self.rho)
+        momentum = self.threshold_momentum if self.threshold_steps > 0 else 0.0
+        self.threshold.mul_(momentum).add_((1 - momentum) * quantile)
+        self.threshold_steps += 1
 
     def forward(
         self, x: torch.Tensor, block: Callable[[torch.Tensor, Route], torch.Tensor], mode: Mode | None = None
