@@ -199,7 +199,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.checkpoint.is_file():
         print(f"error: checkpoint {args.checkpoint} does not exist", file=sys.stderr)
         return 2
-    print(export_checkpoint(args.checkpoint, args.out_dir))
+    # under `python -m` this file runs as __main__; load through the package so that Lightning's checkpoint
+    # class check sees worldmodel.training.tokenizer_module.TokenizerModule
+    from worldmodel.training.tokenizer_module import export_checkpoint as export
+
+    print(export(args.checkpoint, args.out_dir))
     return 0
 
 
