@@ -77,7 +77,7 @@ class TokenizerModule(L.LightningModule):
     """
 
     def __init__(self, temporal_compression: int = 4, spatial_compression: int = 8,
-                 channels: list[int] | None = None, blocks: int = 1, patch_size: int = 4,
+                 channels: list[int] | None = None, blocks: int = 1, patch_size: int = 4, norm: str = "group",
                  quantizer_type: str = "fsq", fsq_levels: list[int] | None = None,
                  vq_codebook_size: int = 1024, vq_dim: int = 8, vq_decay: float = 0.99,
                  vq_commitment: float = 0.25, vq_dead_threshold: float = 1e-2, vq_seed: int = 0,
@@ -93,7 +93,7 @@ class TokenizerModule(L.LightningModule):
         else:
             self.tokenizer = VideoTokenizer(
                 temporal_compression=temporal_compression, spatial_compression=spatial_compression,
-                channels=tuple(channels or (64, 128, 128)), blocks=blocks, patch_size=patch_size,
+                channels=tuple(channels or (32, 64, 128)), blocks=blocks, patch_size=patch_size, norm=norm,
                 quantizer_type=quantizer_type, fsq_levels=tuple(fsq_levels or (8, 5, 5, 5)),
                 vq_codebook_size=vq_codebook_size, vq_dim=vq_dim, vq_decay=vq_decay, vq_commitment=vq_commitment,
                 vq_dead_threshold=vq_dead_threshold, vq_seed=vq_seed)
