@@ -31,6 +31,8 @@ class TinyPreset:
 
     tokenizer_steps: int = 10400
     tokenizer_batch_size: int = 16
+    tokenizer_norm: str = "rms"  # the shipped tokenizer predates the config's switch to per-frame GroupNorm
+    tokenizer_lr: float = 0.002
     train_episodes: int = 8192
     holdout_episodes: int = 256  # the last train episodes, kept out of world-model training for validation
     worldmodel_steps: int = 600
@@ -102,7 +104,9 @@ def train_preset(export: str | Path, accelerator: str = "cpu", workers: int = 2,
     if "tokenizer" in stages:
         seconds["tokenizer"] = _run(["train", "--config", str(configs / "tokenizer-tiny.yaml"), *flags,
                                      f"--trainer.max_steps={preset.tokenizer_steps}",
-                                     f"--data.init_args.batch_size={preset.tokenizer_batch_size}"])
+                                     f"--data.init_args.batch_size={preset.tokenizer_batch_size}",
+                                     f"--model.init_args.norm={preset.tokenizer_norm}",
+                                     f"--model.init_args.lr={preset.tokenizer_lr}"])
     if "data" in stages:
         start = time.perf_counter()
         _run(["data", "generate", "--out", "outputs/data/train", "--episodes", str(preset.train_episodes),
