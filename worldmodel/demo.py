@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 CONTEXT_FRAMES = 5
 
@@ -50,15 +51,12 @@ def run_demo(out: str | Path, episodes: int = 5, seed: int = 0, checkpoint: str 
     ``episodes`` held-out episodes are simulated (scenarios in turn); each gives one text-to-video
     prompt (its caption) and one rollout. ``checkpoint`` defaults to the packaged default.
     """
-    import torch
 
     from worldmodel.datasets.storage import generate_dataset, read_manifest
-    from worldmodel.evaluation.baselines import baseline_rollout
     from worldmodel.evaluation.report import evaluate_physics
-    from worldmodel.evaluation.text_adherence import text_adherence
-    from worldmodel.io import write_text_atomic
+    from worldmodel.io import write_json_atomic, write_text_atomic
     from worldmodel.pipelines import DEFAULT_CHECKPOINT, PhysicsRolloutPipeline, TextToVideoPipeline
-    from worldmodel.video import read_video, side_by_side, write_gif, write_video
+    from worldmodel.video import write_gif, write_video
 
     out = Path(out)
     if checkpoint is None and not (DEFAULT_CHECKPOINT / "model_index.json").is_file():
@@ -71,29 +69,8 @@ def run_demo(out: str | Path, episodes: int = 5, seed: int = 0, checkpoint: str 
     t2v = TextToVideoPipeline.from_checkpoint(checkpoint)
     rollout = PhysicsRolloutPipeline(**t2v.components)
 
-    generated, adherence = [], []
-    for i, record in enumerate(records):
-        prompt = record["caption"]
-        video = t2v(prompt, num_frames=num_frames, generator=torch.Generator().manual_seed(seed + i),
-                    speculative="frame").frames[0]
-        name = f"{i:02d}_{record['scenario']}"
-        write_video(out / "text_to_video" / f"{name}.mp4", video, fps=record["fps"])
-        write_gif(out / "text_to_video" / f"{name}.gif", video, fps=record["fps"], scale=3)
-        generated.append(video)
-        adherence.append({"prompt": prompt, "file": f"text_to_video/{name}.mp4", **text_adherence(video, prompt)})
-
-    preds: dict[str, Path] = {kind: out / "predictions" / kind for kind in ("model", "copy_last", "constant_velocity")}
-    pairs = []
-    for i, record in enumerate(records):
-        truth = read_video(data / record["video"])
-        annotation = json.loads((data / record["annotation"]).read_text())
-        pred = rollout(truth[:CONTEXT_FRAMES], num_frames=num_frames,
-                       generator=torch.Generator().manual_seed(seed + i), speculative="frame").frames[0]
-        write_video(preds["model"] / f"{record['id']}.mp4", pred, fps=record["fps"])
-        for kind in ("copy_last", "constant_velocity"):
-            base = baseline_rollout(kind, truth, CONTEXT_FRAMES, annotation)
-            write_video(preds[kind] / f"{record['id']}.mkv", base, fps=record["fps"])
-        pairs.append(side_by_side(pred, truth))
+    generated, adherence = write_text_to_video(t2v, records, out / "text_to_video", seed=seed, num_frames=num_frames)
+    preds, pairs = write_rollouts(rollout, data, out / "predictions", seed=seed, num_frames=num_frames)
     grid = _stack_rows(pairs)
     write_video(out / "rollouts_vs_simulator.mp4", grid, fps=records[0]["fps"])
     write_gif(out / "rollouts_vs_simulator.gif", grid, fps=records[0]["fps"], scale=3)
@@ -103,11 +80,65 @@ def run_demo(out: str | Path, episodes: int = 5, seed: int = 0, checkpoint: str 
                for kind, path in preds.items()}
     summary = _summary(reports, adherence, episodes, num_frames)
     write_text_atomic(out / "README.md", summary)
-    (out / "demo.json").write_text(json.dumps({
-        "physics_score": {k: r["score"] for k, r in reports.items()},
-        "text_adherence": adherence}, indent=2, default=str))
+    write_json_atomic(out / "demo.json", {"physics_score": {k: r["score"] for k, r in reports.items()},
+                                          "text_adherence": adherence})
     return [out / "README.md", out / "rollouts_vs_simulator.gif", out / "text_to_video.gif",
             out / "reports" / "model" / "report.md"]
+
+
+BASELINES = ("copy_last", "constant_velocity")
+
+
+def write_text_to_video(t2v: Any, records: list[dict[str, Any]], out: Path, seed: int = 0,
+                        num_frames: int = 17) -> tuple[list[np.ndarray], list[dict[str, Any]]]:
+    """Generate one video per episode record from its caption into ``out`` (mp4 + GIF); check text adherence.
+
+    Returns the videos and, per prompt, ``{"prompt", "file", "score", "checks", "found"}``.
+    """
+    import torch
+
+    from worldmodel.evaluation.text_adherence import text_adherence
+    from worldmodel.video import write_gif, write_video
+
+    videos, adherence = [], []
+    for i, record in enumerate(tqdm(records, desc="text to video", unit="video")):
+        prompt = record["caption"]
+        video = t2v(prompt, num_frames=num_frames, generator=torch.Generator().manual_seed(seed + i),
+                    speculative="frame").frames[0]
+        name = f"{i:02d}_{record['scenario']}"
+        write_video(out / f"{name}.mp4", video, fps=record["fps"])
+        write_gif(out / f"{name}.gif", video, fps=record["fps"], scale=3)
+        videos.append(video)
+        adherence.append({"prompt": prompt, "file": f"{out.name}/{name}.mp4", **text_adherence(video, prompt)})
+    return videos, adherence
+
+
+def write_rollouts(rollout: Any, data: Path, out: Path, seed: int = 0,
+                   num_frames: int | None = None) -> tuple[dict[str, Path], list[np.ndarray]]:
+    """Roll every episode of dataset ``data`` forward from its first frames, with the model and the baselines.
+
+    Writes ``out/model/<id>.mp4`` and ``out/<baseline>/<id>.mkv``; returns the folder of each predictor
+    (``model`` and :data:`BASELINES`) and, per episode, prediction | simulator side by side.
+    """
+    import torch
+
+    from worldmodel.datasets.storage import read_manifest
+    from worldmodel.evaluation.baselines import baseline_rollout
+    from worldmodel.video import read_video, side_by_side, write_video
+
+    preds = {kind: out / kind for kind in ("model", *BASELINES)}
+    pairs = []
+    for i, record in enumerate(tqdm(read_manifest(data), desc="rollouts", unit="episode")):
+        truth = read_video(data / record["video"])
+        annotation = json.loads((data / record["annotation"]).read_text())
+        pred = rollout(truth[:CONTEXT_FRAMES], num_frames=num_frames or len(truth),
+                       generator=torch.Generator().manual_seed(seed + i), speculative="frame").frames[0]
+        write_video(preds["model"] / f"{record['id']}.mp4", pred, fps=record["fps"])
+        for kind in BASELINES:
+            base = baseline_rollout(kind, truth, CONTEXT_FRAMES, annotation)
+            write_video(preds[kind] / f"{record['id']}.mkv", base, fps=record["fps"])
+        pairs.append(side_by_side(pred, truth))
+    return preds, pairs
 
 
 def _summary(reports: dict[str, dict[str, Any]], adherence: list[dict[str, Any]], episodes: int,
