@@ -2,7 +2,8 @@
 
     python benchmarks/long_video.py [--quick] [--threads 2]
 
-Every ratio compares two runs in the same process. Writes ``benchmarks/results/long_video.json``.
+Every ratio compares two runs in the same process. Writes ``benchmarks/results/long_video.json`` (not with
+``--quick``, a smoke run of a few minutes).
 
 - ``attention_speedup_{4k,16k,64k}``: causal attention forward + backward, block-sparse (plain-PyTorch gather
   path, block 64, top-8 + first + local block) over ``torch.nn.functional.scaled_dot_product_attention(
@@ -292,6 +293,11 @@ def main() -> None:
     torch.set_num_threads(1)  # training on one thread: CPU time then measures work, not waiting for cores
     mod, dense_trainer, val = mod_results(args.quick)
     results += mod + trained_cosines(dense_trainer, val)
+    print(f"{'name':<32} {'value':>10}  {'unit':<9} goal")
+    for r in results:
+        print(f"{r['name']:<32} {r['value']:>10.4f}  {r['unit']:<9} {'-' if r['goal'] is None else r['goal']}")
+    if args.quick:  # a smoke run never overwrites the committed figures
+        return
     out = {"machine": f"{platform.machine()} {platform.processor() or platform.platform()}",
            "threads": args.threads, "quick": args.quick, "results": results}  # fmt: skip
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
