@@ -1,0 +1,111 @@
+"""The shipped default, scored the way issue 7's results table asks, on held-out simulator episodes.
+
+    python benchmarks/default_model.py [--episodes 20] [--prompts 10] [--fvd-clips 16] [--threads 2] [--quick]
+
+- Physics rollouts (first 5 frames given, 17 frames in all) on ``test_id`` and ``test_ood`` episodes
+  (scenarios in turn): PhyWorld velocity error (world units/s) and the physics score of the model, of the
+  copy-last-frame and constant-velocity baselines, and the tracker floor (the tracker's error on the
+  simulator's own renders).
+- Text adherence of videos generated from held-out captions (colours, counts and motion named in the prompt
+  found in the video).
+- FVD / KVD (Kinetics I3D) of generated clips against simulator clips; needs ``worldmodel evaluate
+  fetch-i3d`` once. Compare FVD only at equal N: the standard protocol uses 2048 clips per side.
+- Seconds per generated 17x64x64 clip.
+
+Writes ``benchmarks/results/default_model.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from worldmodel.datasets.storage import generate_dataset, read_manifest
+from worldmodel.demo import CONTEXT_FRAMES, write_rollouts, write_text_to_video
+from worldmodel.evaluation.report import evaluate_physics
+from worldmodel.io import write_json_atomic
+from worldmodel.pipelines import PhysicsRolloutPipeline, TextToVideoPipeline
+from worldmodel.video import read_video
+
+RESULTS = Path(__file__).parent / "results" / "default_model.json"
+
+
+def _row(name: str, value: float | None, unit: str, goal: float | None = None, higher: bool = False) -> dict:
+    return {"name": name, "value": value, "unit": unit, "goal": goal, "higher_is_better": higher}
+
+
+def main() -> None:
+    """Run the benchmark and write its JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", default=None, help="pipeline folder (default: the packaged default)")
+    parser.add_argument("--episodes", type=int, default=20, help="rollout episodes per split")
+    parser.add_argument("--prompts", type=int, default=10, help="text-to-video prompts")
+    parser.add_argument("--fvd-clips", type=int, default=16, help="clips per side for FVD (0: skip)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="smoke run: 2 episodes, 2 prompts, no FVD")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    if args.quick:
+        args.episodes, args.prompts, args.fvd_clips = 2, 2, 0
+    torch.set_num_threads(args.threads)
+    t2v = TextToVideoPipeline.from_checkpoint(args.checkpoint)
+    rollout = PhysicsRolloutPipeline(**t2v.components)
+    results, table = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        errors: dict[str, float] = {}
+        for split in ("test_id", "test_ood"):
+            data = work / "data" / split
+            generate_dataset(data, args.episodes, 0, split)
+            preds, _ = write_rollouts(rollout, data, work / "pred" / split)
+            for kind, folder in preds.items():
+                report = evaluate_physics(folder, data, work / "reports" / split / kind, context_frames=CONTEXT_FRAMES)
+                velocity = report["summary"].get("velocity_error")
+                errors[f"{split}/{kind}"] = velocity
+                results.append(_row(f"{split}_{kind}_velocity_error", velocity, "units/s"))
+                results.append(_row(f"{split}_{kind}_physics_score", report["score"], "score", higher=True))
+                table.append((split, kind, velocity, report["score"]))
+            floor = report["tracker_floor"]["velocity"]
+            results.append(_row(f"{split}_tracker_floor_velocity_error", floor, "units/s"))
+            table.append((split, "tracker floor (simulator renders)", floor, None))
+            errors[f"{split}/floor"] = floor
+        id_err, ood_err = errors["test_id/model"], errors["test_ood/model"]
+        results.append(_row("id_velocity_error_over_tracker_floor", id_err / errors["test_id/floor"], "x", 2.0))
+        results.append(_row("ood_over_id_velocity_error", ood_err / id_err, "x", 5.0))
+
+        prompts = work / "data" / "prompts"
+        generate_dataset(prompts, max(args.prompts, args.fvd_clips), 7, "test_id")
+        records = read_manifest(prompts)
+        start = time.perf_counter()
+        videos, adherence = write_text_to_video(t2v, records[: args.prompts], work / "t2v")
+        seconds = (time.perf_counter() - start) / max(1, len(videos))
+        scores = [a["score"] for a in adherence if a["score"] is not None]
+        results.append(_row("text_adherence", float(np.mean(scores)) if scores else None, "fraction", 0.8, True))
+        results.append(_row("seconds_per_clip_17x64x64", seconds, "s"))
+        if args.fvd_clips:
+            from worldmodel.evaluation.fvd import video_distances
+
+            fake, _ = write_text_to_video(t2v, records[: args.fvd_clips], work / "fvd", seed=100)
+            real = np.stack([read_video(prompts / r["video"]) for r in records[: args.fvd_clips]])
+            dist = video_distances(real, np.stack(fake), progress=True)
+            results.append(_row(f"fvd_{args.fvd_clips}_clips", dist["fvd"], "FVD"))
+            results.append(_row(f"kvd_{args.fvd_clips}_clips", dist["kvd"], "KVD"))
+    payload = {"machine": f"{platform.processor() or platform.machine()}, {platform.system()}",
+               "threads": args.threads, "episodes_per_split": args.episodes, "prompts": args.prompts,
+               "context_frames": CONTEXT_FRAMES, "results": results}
+    print(f"{'split':9} {'predictor':36} {'velocity err (units/s)':>22} {'score':>7}")
+    for split, kind, velocity, score in table:
+        print(f"{split:9} {kind:36} {velocity:22.3f} {'' if score is None else f'{score:7.3f}'}")
+    for row in results[-6:]:
+        print(f"{row['name']:40} {row['value']} {row['unit']} (goal {row['goal']})")
+    write_json_atomic(args.out, payload)
+
+
+if __name__ == "__main__":
+    main()
