@@ -56,3 +56,12 @@ def test_same_frames_give_same_file_bytes(tmp_path):
     a = write_video(tmp_path / "a.mkv", v).read_bytes()
     b = write_video(tmp_path / "b.mkv", v).read_bytes()
     assert a == b
+
+
+def test_atomic_writes_get_the_usual_permissions(tmp_path):
+    import os
+
+    path = write_video(tmp_path / "clip.mkv", _random_video())
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
