@@ -7,15 +7,6 @@ from worldmodel.model import MoE, Router
 from worldmodel.model.moe import capacity_mask
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matrices run faster on one thread (and the shared CI box is busy)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_routing_stays_inside_the_selected_groups():
     torch.manual_seed(0)
     router = Router(16, n_experts=16, top_k=3, n_groups=4, topk_groups=2)

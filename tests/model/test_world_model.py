@@ -15,14 +15,6 @@ TINY = dict(
 )  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matrices run faster on one thread (and the shared CI box is busy)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def make_model(**overrides) -> WorldModel:
     torch.manual_seed(0)

@@ -30,11 +30,3 @@ def tiny_parts():
     draft = _open_bridges(WorldModel(codebook_size=tokenizer.codebook_size, **{**TINY_WORLD, "n_layers": 1}))
     return tokenizer.eval(), world.eval(), draft.eval()
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Decoding runs thousands of tiny ops: one thread avoids thread-synchronisation stalls on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

@@ -19,8 +19,6 @@ validation and at the end of training) or from any checkpoint::
 from __future__ import annotations
 
 import argparse
-import math
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,6 +29,7 @@ import torch.nn.functional as F
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 from worldmodel.tokenizers.video_tokenizer import VideoTokenizer
+from worldmodel.training.common import adamw_warmup_cosine, save_pretrained_atomic
 
 
 def gradient_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -53,16 +52,9 @@ def video_psnr_ssim(prediction: torch.Tensor, target: torch.Tensor) -> tuple[tor
     return psnr, ssim.view(b, t).mean(1)
 
 
-def save_tokenizer(tokenizer: VideoTokenizer, out_dir: str | Path) -> Path:
+def save_tokenizer(tokenizer: Any, out_dir: str | Path) -> Path:
     """``save_pretrained`` into ``out_dir`` atomically (written beside it, then renamed into place)."""
-    out_dir = Path(out_dir)
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tokenizer.save_pretrained(tmp)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    tmp.rename(out_dir)
-    return out_dir
+    return save_pretrained_atomic(tokenizer, out_dir)
 
 
 class TokenizerModule(L.LightningModule):
@@ -167,23 +159,10 @@ class TokenizerModule(L.LightningModule):
             save_tokenizer(self.tokenizer, self.hparams.export_dir)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        """AdamW (no weight decay on norms and biases) with linear warmup and cosine decay, stepped per batch."""
+        """AdamW (no weight decay on vectors) with linear warmup and cosine decay, stepped per batch."""
         hp = self.hparams
-        decay = [p for p in self.parameters() if p.ndim > 1]
-        no_decay = [p for p in self.parameters() if p.ndim <= 1]
-        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": hp.weight_decay},
-                                       {"params": no_decay, "weight_decay": 0.0}], lr=hp.lr, betas=tuple(hp.betas))
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        warmup = min(hp.warmup_steps, total // 2)
-
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            progress = min(1.0, (step - warmup) / max(1, total - warmup))
-            return hp.min_lr_ratio + (1 - hp.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return adamw_warmup_cosine(self, self.trainer.estimated_stepping_batches, hp.lr, hp.weight_decay,
+                                   tuple(hp.betas), hp.warmup_steps, hp.min_lr_ratio)
 
 
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path) -> Path:

@@ -1,0 +1,44 @@
+"""Pieces both LightningModules share: the optimiser schedule and atomic ``save_pretrained`` exports."""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def adamw_warmup_cosine(module: nn.Module, total_steps: int, lr: float, weight_decay: float,
+                        betas: tuple[float, float], warmup_steps: int, min_lr_ratio: float) -> dict[str, Any]:
+    """AdamW (no weight decay on vectors: norms, biases) with linear warmup then cosine decay to
+    ``min_lr_ratio * lr``, stepped per batch; the ``configure_optimizers`` return value."""
+    decay = [p for p in module.parameters() if p.ndim > 1]
+    no_decay = [p for p in module.parameters() if p.ndim <= 1]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=tuple(betas))
+    total = max(1, int(total_steps))
+    warmup = min(warmup_steps, total // 2)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def save_pretrained_atomic(model: Any, out_dir: str | Path) -> Path:
+    """``model.save_pretrained`` into ``out_dir`` atomically (written beside it, then renamed into place)."""
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    tmp.rename(out_dir)
+    return out_dir
