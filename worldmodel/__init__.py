@@ -1,3 +1,42 @@
-"""worldmodel: learn a small world from video and text, and imagine it forward."""
+"""worldmodel: learn a small world from video and text, and imagine it forward.
+
+The public API, imported on first use (PEP 562) so that ``import worldmodel`` and the CLI stay fast::
+
+    from worldmodel import simulate, generate_dataset, VideoTokenizer, WorldModel
+    from worldmodel import TextToVideoPipeline, PhysicsRolloutPipeline, evaluate_physics, frechet_video_distance
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "simulate": "worldmodel.datasets",
+    "generate_dataset": "worldmodel.datasets",
+    "PhysicsDataModule": "worldmodel.datasets",
+    "VideoFolderDataModule": "worldmodel.datasets",
+    "VideoTokenizer": "worldmodel.tokenizers",
+    "ByteTokenizer": "worldmodel.tokenizers.text",
+    "WorldModel": "worldmodel.model",
+    "TextToVideoPipeline": "worldmodel.pipelines",
+    "PhysicsRolloutPipeline": "worldmodel.pipelines",
+    "evaluate_physics": "worldmodel.evaluation",
+    "frechet_video_distance": "worldmodel.evaluation",
+    "text_adherence": "worldmodel.evaluation",
+    "read_video": "worldmodel.video",
+    "write_video": "worldmodel.video",
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    """Import ``name`` from its module on first access."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
