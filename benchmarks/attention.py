@@ -19,7 +19,6 @@ Writes `benchmarks/results/attention.json` (`--quick`: a smaller run, writes not
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 import time
@@ -32,6 +31,8 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from machine import machine_name  # noqa: E402
+
 from worldmodel.io import write_json_atomic  # noqa: E402
 from worldmodel.model import MultiHeadLatentAttention, WorldModel  # noqa: E402
 from worldmodel.model.rope import VideoRoPE  # noqa: E402
@@ -40,16 +41,6 @@ from worldmodel.tokenizers.text import ByteTokenizer  # noqa: E402
 D_MODEL, N_HEADS = 256, 4
 MLA = dict(kv_lora_rank=64, qk_nope_head_dim=32, qk_rope_head_dim=24, v_head_dim=32)
 CAPTION = "a red ball bounces off the floor and rolls to the right"
-
-
-def machine() -> str:
-    """CPU model name (or the platform) for the JSON."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.platform()
 
 
 def model_config(seq: int) -> dict:
@@ -248,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     results = kv_rows(args.batch, device) + layer_rows(args.batch, args.seq, args.repeats, device)
     results += mfu_rows(args.batch, args.seq, args.repeats, device)
     if out is not None:
-        name = torch.cuda.get_device_name(device) if device.type == "cuda" else machine()
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else machine_name()
         write_json_atomic(out, {"machine": name, "threads": args.threads, "native_bf16": native_bf16(device),
                                 "tokens": args.batch * args.seq, "repeats": args.repeats,
                                 "results": results})  # fmt: skip

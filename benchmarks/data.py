@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from machine import machine_name
 from torch.utils.data import DataLoader
 
 from worldmodel.datasets import SCENARIOS, PhysicsVideoDataset, SimulatedDataset, generate_dataset
@@ -40,18 +40,6 @@ from worldmodel.video import write_video
 
 RESULTS = Path(__file__).resolve().parent / "results" / "data.json"
 GOAL_EPS = 100.0
-
-
-def _machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} logical CPUs, {platform.system()}"
 
 
 def _rates(count: int, wall: float, cpu: float) -> tuple[float, float]:
@@ -150,7 +138,7 @@ def main() -> None:
     for r in rows:
         print(f"{r['name']:34s} {r['value']:10.2f}  {r['unit']:12s}  {r['goal'] if r['goal'] is not None else '-'}")
     load = [round(x, 2) for x in os.getloadavg()]  # others' work on a shared machine slows the wall-clock rows
-    result = {"machine": _machine(), "threads": 2, "note": "threads = the most worker processes used",
+    result = {"machine": machine_name(), "threads": 2, "note": "threads = the most worker processes used",
               "load_average_1_5_15_min": load, "quick": args.quick, "episodes": episodes,
               "frames": 17, "size": 64, "results": rows}
     write_json_atomic(RESULTS, result)

@@ -18,13 +18,13 @@ Writes ``benchmarks/results/default_model.json``.
 from __future__ import annotations
 
 import argparse
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from machine import machine_name
 
 from worldmodel.datasets.storage import generate_dataset, read_manifest
 from worldmodel.demo import CONTEXT_FRAMES, write_rollouts, write_text_to_video
@@ -96,7 +96,7 @@ def main() -> None:
             dist = video_distances(real, np.stack(fake), progress=True)
             results.append(_row(f"fvd_{args.fvd_clips}_clips", dist["fvd"], "FVD"))
             results.append(_row(f"kvd_{args.fvd_clips}_clips", dist["kvd"], "KVD"))
-    payload = {"machine": f"{platform.processor() or platform.machine()}, {platform.system()}",
+    payload = {"machine": machine_name(),
                "threads": args.threads, "episodes_per_split": args.episodes, "prompts": args.prompts,
                "context_frames": CONTEXT_FRAMES, "results": results}
     print(f"{'split':9} {'predictor':36} {'velocity err (units/s)':>22} {'score':>7}")

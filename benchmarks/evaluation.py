@@ -20,13 +20,12 @@ Writes ``benchmarks/results/evaluation.json``. Rows:
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from machine import machine_name
 
 from worldmodel.datasets import SCENARIOS, simulate
 from worldmodel.evaluation.baselines import baseline_rollout
@@ -38,18 +37,6 @@ from worldmodel.io import write_json_atomic
 RESULTS = Path(__file__).resolve().parent / "results" / "evaluation.json"
 CONTEXT = 5
 FVD_REFERENCE = 151.39
-
-
-def _machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} logical CPUs, {platform.system()}"
 
 
 def row(name: str, value: float | None, unit: str, goal: float | None = None, higher: bool = True) -> dict:
@@ -120,7 +107,7 @@ def main() -> None:
         value = "n/a" if r["value"] is None else f"{r['value']:.4f}"
         goal = f" (goal {r['goal']})" if r["goal"] is not None else ""
         print(f"{r['name']:44s} {value:>12s}  {r['unit']}{goal}")
-    write_json_atomic(RESULTS, {"machine": _machine(), "threads": torch.get_num_threads(), "results": results})
+    write_json_atomic(RESULTS, {"machine": machine_name(), "threads": torch.get_num_threads(), "results": results})
     print(f"wrote {RESULTS}")
 
 

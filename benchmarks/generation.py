@@ -27,13 +27,13 @@ import argparse
 import functools
 import inspect
 import json
-import platform
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
+from machine import machine_name
 
 from worldmodel.pipelines import DEFAULT_CHECKPOINT, CheckpointError, TextToVideoPipeline, check_checkpoint
 from worldmodel.pipelines.sampling import GuidedModel, SamplingParams, generate_tokens
@@ -131,17 +131,6 @@ class ReplayTarget:
         following = self.sequence[:, start + 1:start + 1 + input_ids.shape[1]]  # (1, N)
         logits = torch.full((*following.shape, self.vocab_size), float("-inf"))
         return logits.scatter_(-1, following[..., None], 0.0)
-
-
-def _machine() -> str:
-    """CPU model and core count (Linux), else the platform string."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                 if line.startswith("model name")]
-        if names:
-            return f"{names[0]}, {len(names)} cores"
-    return f"{platform.machine()} {platform.system()}"
 
 
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
@@ -251,7 +240,7 @@ def main() -> None:
         print(f"{r['name']:<40} {r['value']:>10.3f}  {r['unit']:<10} {r['goal'] if r['goal'] else '-'}")
     if not args.quick:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        report = {"machine": _machine(), "threads": args.threads, "clock": args.clock, "checkpoint": source,
+        report = {"machine": machine_name(), "threads": args.threads, "clock": args.clock, "checkpoint": source,
                   "tokens_per_clip": num_tokens, "results": results}
         from worldmodel.io import write_json_atomic
 

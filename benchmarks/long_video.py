@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import platform
 import time
 from functools import partial
 from pathlib import Path
@@ -39,6 +38,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 import yaml
+from machine import machine_name
 
 from worldmodel.model.sparse_attention import block_sparse_attention, dense_causal_attention
 
@@ -298,7 +298,7 @@ def main() -> None:
         print(f"{r['name']:<32} {r['value']:>10.4f}  {r['unit']:<9} {'-' if r['goal'] is None else r['goal']}")
     if args.quick:  # a smoke run never overwrites the committed figures
         return
-    out = {"machine": f"{platform.machine()} {platform.processor() or platform.platform()}",
+    out = {"machine": machine_name(),
            "threads": args.threads, "quick": args.quick, "results": results}  # fmt: skip
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     from worldmodel.io import write_json_atomic

@@ -19,7 +19,6 @@ Writes `benchmarks/results/moe.json` (`--quick`: fewer tokens and repeats, write
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 import time
@@ -31,6 +30,8 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from machine import machine_name  # noqa: E402
+
 from worldmodel.io import write_json_atomic  # noqa: E402
 from worldmodel.model import FeedForward, MoE  # noqa: E402
 
@@ -39,16 +40,6 @@ SHAPES = {
     "coarse": dict(n_experts=16, expert_hidden=256, top_k=2, n_groups=1, topk_groups=1, n_shared=0),
 }
 D_MODEL = 256
-
-
-def machine() -> str:
-    """CPU model name (or the platform) for the JSON."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.platform()
 
 
 def huggingface_moe(ours: MoE, shape: dict) -> nn.Module:
@@ -148,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             ]  # fmt: skip
     if out is not None:
         device = torch.device(args.device)
-        name = torch.cuda.get_device_name(device) if device.type == "cuda" else machine()
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else machine_name()
         write_json_atomic(out, {"machine": name, "threads": args.threads, "device": args.device,
                                 "tokens": args.tokens, "repeats": args.repeats, "results": results})  # fmt: skip
         print(f"wrote {out}")

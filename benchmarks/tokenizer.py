@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import platform
 import sys
 import time
 from pathlib import Path
@@ -36,21 +35,12 @@ from torchmetrics.functional.image import structural_similarity_index_measure
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from machine import machine_name  # noqa: E402
+
 from worldmodel.datasets import SCENARIOS, simulate  # noqa: E402
 from worldmodel.tokenizers import VideoTokenizer  # noqa: E402
 from worldmodel.tokenizers.quantizers import code_statistics  # noqa: E402
 from worldmodel.video import to_float  # noqa: E402
-
-
-def machine() -> str:
-    """CPU model name (or the platform) for the JSON."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.platform()
-
 
 DEFAULT_TOKENIZER = ROOT / "worldmodel" / "assets" / "default" / "tokenizer"
 
@@ -170,7 +160,7 @@ def main() -> None:
     if out is not None:
         from worldmodel.io import write_json_atomic
 
-        write_json_atomic(out, {"machine": machine(),
+        write_json_atomic(out, {"machine": machine_name(),
                                 "threads": torch.get_num_threads(), "tokenizer": source, "episodes": count,
                                 "parameters": sum(p.numel() for p in tokenizer.parameters()),
                                 "codebook_size": tokenizer.codebook_size, "results": results})
