@@ -15,7 +15,6 @@ TINY = dict(
 )  # fmt: skip
 
 
-
 def make_model(**overrides) -> WorldModel:
     torch.manual_seed(0)
     model = WorldModel(**{**TINY, **overrides}).eval()
@@ -175,3 +174,27 @@ def test_clear_errors_for_bad_inputs():
 def test_bad_configs_raise_clear_errors(overrides, message):
     with pytest.raises(ValueError, match=message):
         WorldModel(**{**TINY, **overrides})
+
+
+def _prompts(model: WorldModel):
+    ids, mask = ByteTokenizer(model.config.max_text_len).encode(["a red ball falls", ""])
+    return model.encode_text(ids, mask)
+
+
+def test_decoding_projects_the_text_once_per_bridge_with_the_same_logits():
+    model = make_model()
+    ids = sequence(model)
+    with torch.no_grad():
+        full = model(ids, text=_prompts(model)).logits
+        text = _prompts(model)
+        cache = model.new_cache(2)
+        steps = [model(ids[:, i : i + 1], text=text, cache=cache).logits for i in range(ids.shape[1])]
+    assert set(text.kv) == {b.bridge for b in model.blocks if b.bridge is not None}
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-4, rtol=1e-4)
+
+
+def test_text_projections_are_not_memoised_while_training():
+    model = make_model().train()
+    text = _prompts(model)
+    model(sequence(model), text=text).logits.sum().backward()
+    assert text.kv == {}

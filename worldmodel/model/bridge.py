@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -13,10 +13,15 @@ from .text_encoder import padding_attention_mask
 
 @dataclass
 class TextContext:
-    """Encoded prompts: `states (B, L, Dt)` and `mask (B, L)` (True = real token; an all-False row = no text)."""
+    """Encoded prompts: `states (B, L, Dt)` and `mask (B, L)` (True = real token; an all-False row = no text).
+
+    `kv` memoises each bridge's text keys and values when gradients are off, so that decoding, which calls
+    the model once per token with the same context, projects the text only once per bridge.
+    """
 
     states: torch.Tensor
     mask: torch.Tensor
+    kv: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict, repr=False, compare=False)
 
 
 class GatedCrossAttention(nn.Module):
@@ -36,13 +41,24 @@ class GatedCrossAttention(nn.Module):
         self.out = nn.Linear(d_model, d_model, bias=False)
         self.gate = nn.Parameter(torch.zeros(1))
 
+    def text_kv(self, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Text keys and values `(B, H, L, dh)` each from `states (B, L, Dt)`."""
+        bsz, length, _ = states.shape
+        k, v = self.kv(states).view(bsz, length, 2, self.n_heads, -1).permute(2, 0, 3, 1, 4)
+        return k, v
+
     def forward(self, x: torch.Tensor, text: TextContext) -> torch.Tensor:
         """x (B, N, D), text.states (B, L, Dt)  ->  the residual update (B, N, D) (not yet added to x)."""
         bsz, n, dim = x.shape
         if text.states.shape[0] != bsz:
             raise ValueError(f"Text batch size {text.states.shape[0]} does not match the video batch size {bsz}.")
         q = self.q(self.norm(x)).view(bsz, n, self.n_heads, -1).transpose(1, 2)  # (B, H, N, dh)
-        k, v = self.kv(text.states).view(bsz, -1, 2, self.n_heads, dim // self.n_heads).permute(2, 0, 3, 1, 4)
+        if torch.is_grad_enabled():
+            k, v = self.text_kv(text.states)
+        else:  # decoding calls once per token with the same context: project the text once
+            if self not in text.kv:
+                text.kv[self] = self.text_kv(text.states)
+            k, v = text.kv[self]
         attn = F.scaled_dot_product_attention(q, k, v, attn_mask=padding_attention_mask(text.mask))  # (B, H, N, dh)
         has_text = text.mask.any(dim=-1).to(x.dtype)[:, None, None]  # (B, 1, 1)
         return torch.tanh(self.gate).to(x.dtype) * self.out(attn.transpose(1, 2).reshape(bsz, n, dim)) * has_text
