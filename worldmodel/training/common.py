@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import math
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -42,3 +45,27 @@ def save_pretrained_atomic(model: Any, out_dir: str | Path) -> Path:
         shutil.rmtree(out_dir)
     tmp.rename(out_dir)
     return out_dir
+
+
+def export_component(module_class: Any, attribute: str, checkpoint: str | Path, out_dir: str | Path) -> Path:
+    """Load a Lightning checkpoint of ``module_class`` (``weights_only``) and ``save_pretrained`` its ``attribute``."""
+    module = module_class.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True)
+    return save_pretrained_atomic(getattr(module, attribute), out_dir)
+
+
+def export_main(argv: list[str] | None, module_path: str, class_name: str, attribute: str) -> int:
+    """``python -m MODULE_PATH CHECKPOINT OUT_DIR``: export the ``attribute`` of a ``class_name`` checkpoint.
+
+    The class is imported through the package, never from ``__main__`` (Lightning's checkpoint class check
+    would refuse a class defined in ``__main__``).
+    """
+    parser = argparse.ArgumentParser(description=f"Export the {attribute} of a {class_name} checkpoint.")
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("out_dir", type=Path)
+    args = parser.parse_args(argv)
+    if not args.checkpoint.is_file():
+        print(f"error: checkpoint {args.checkpoint} does not exist", file=sys.stderr)
+        return 2
+    module_class = getattr(importlib.import_module(module_path), class_name)
+    print(export_component(module_class, attribute, args.checkpoint, args.out_dir))
+    return 0

@@ -18,7 +18,6 @@ validation and at the end of training) or from any checkpoint::
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ import torch.nn.functional as F
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 from worldmodel.tokenizers.video_tokenizer import VideoTokenizer
-from worldmodel.training.common import adamw_warmup_cosine, save_pretrained_atomic
+from worldmodel.training.common import adamw_warmup_cosine, export_component, export_main, save_pretrained_atomic
 
 
 def gradient_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -50,11 +49,6 @@ def video_psnr_ssim(prediction: torch.Tensor, target: torch.Tensor) -> tuple[tor
     frames = (pred.transpose(1, 2).reshape(b * t, c, h, w), real.transpose(1, 2).reshape(b * t, c, h, w))
     ssim = structural_similarity_index_measure(*frames, data_range=1.0, reduction="none")  # (B * T,)
     return psnr, ssim.view(b, t).mean(1)
-
-
-def save_tokenizer(tokenizer: Any, out_dir: str | Path) -> Path:
-    """``save_pretrained`` into ``out_dir`` atomically (written beside it, then renamed into place)."""
-    return save_pretrained_atomic(tokenizer, out_dir)
 
 
 class TokenizerModule(L.LightningModule):
@@ -156,7 +150,7 @@ class TokenizerModule(L.LightningModule):
 
     def _export(self) -> None:
         if self.hparams.export_dir and self.trainer.is_global_zero:
-            save_tokenizer(self.tokenizer, self.hparams.export_dir)
+            save_pretrained_atomic(self.tokenizer, self.hparams.export_dir)
 
     def configure_optimizers(self) -> dict[str, Any]:
         """AdamW (no weight decay on vectors) with linear warmup and cosine decay, stepped per batch."""
@@ -166,26 +160,13 @@ class TokenizerModule(L.LightningModule):
 
 
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path) -> Path:
-    """Load a ``TokenizerModule`` Lightning checkpoint (``weights_only``) and ``save_pretrained`` its tokenizer."""
-    module = TokenizerModule.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True)
-    return save_tokenizer(module.tokenizer, out_dir)
+    """Load a ``TokenizerModule`` Lightning checkpoint (``weights_only``) and ``save_pretrained`` its ``tokenizer``."""
+    return export_component(TokenizerModule, "tokenizer", checkpoint, out_dir)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m worldmodel.training.tokenizer_module CHECKPOINT OUT_DIR``: export a checkpoint's tokenizer."""
-    parser = argparse.ArgumentParser(description="Export the VideoTokenizer of a TokenizerModule checkpoint.")
-    parser.add_argument("checkpoint", type=Path)
-    parser.add_argument("out_dir", type=Path)
-    args = parser.parse_args(argv)
-    if not args.checkpoint.is_file():
-        print(f"error: checkpoint {args.checkpoint} does not exist", file=sys.stderr)
-        return 2
-    # under `python -m` this file runs as __main__; load through the package so that Lightning's checkpoint
-    # class check sees worldmodel.training.tokenizer_module.TokenizerModule
-    from worldmodel.training.tokenizer_module import export_checkpoint as export
-
-    print(export(args.checkpoint, args.out_dir))
-    return 0
+    """``python -m worldmodel.training.tokenizer_module CHECKPOINT OUT_DIR``: export a checkpoint's ``tokenizer``."""
+    return export_main(argv, "worldmodel.training.tokenizer_module", "TokenizerModule", "tokenizer")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ validation and at the end of training, and any checkpoint exports with
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,12 +21,7 @@ import torch.nn.functional as F
 
 from worldmodel.model import WorldModel
 from worldmodel.tokenizers.text import ByteTokenizer
-from worldmodel.training.common import adamw_warmup_cosine, save_pretrained_atomic
-
-
-def save_world_model(model: Any, out_dir: str | Path) -> Path:
-    """``save_pretrained`` into ``out_dir`` atomically (written beside it, then renamed into place)."""
-    return save_pretrained_atomic(model, out_dir)
+from worldmodel.training.common import adamw_warmup_cosine, export_component, export_main, save_pretrained_atomic
 
 
 class WorldModelModule(L.LightningModule):
@@ -130,7 +124,7 @@ class WorldModelModule(L.LightningModule):
 
     def _export(self) -> None:
         if self.hparams.export_dir and self.trainer.is_global_zero:
-            save_world_model(self.model, self.hparams.export_dir)
+            save_pretrained_atomic(self.model, self.hparams.export_dir)
 
     def configure_optimizers(self) -> dict[str, Any]:
         """AdamW (no weight decay on vectors) with linear warmup and cosine decay, stepped per batch."""
@@ -140,22 +134,13 @@ class WorldModelModule(L.LightningModule):
 
 
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path) -> Path:
-    """Load a `WorldModelModule` Lightning checkpoint (`weights_only`) and `save_pretrained` its world model."""
-    module = WorldModelModule.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True)
-    return save_world_model(module.model, out_dir)
+    """Load a ``WorldModelModule`` Lightning checkpoint (``weights_only``) and ``save_pretrained`` its ``model``."""
+    return export_component(WorldModelModule, "model", checkpoint, out_dir)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m worldmodel.training.worldmodel_module CHECKPOINT OUT_DIR`: export a checkpoint's world model."""
-    parser = argparse.ArgumentParser(description="Export the WorldModel of a WorldModelModule checkpoint.")
-    parser.add_argument("checkpoint", type=Path)
-    parser.add_argument("out_dir", type=Path)
-    args = parser.parse_args(argv)
-    if not args.checkpoint.is_file():
-        print(f"error: checkpoint {args.checkpoint} does not exist", file=sys.stderr)
-        return 2
-    print(export_checkpoint(args.checkpoint, args.out_dir))
-    return 0
+    """``python -m worldmodel.training.worldmodel_module CHECKPOINT OUT_DIR``: export a checkpoint's ``model``."""
+    return export_main(argv, "worldmodel.training.worldmodel_module", "WorldModelModule", "model")
 
 
 if __name__ == "__main__":
