@@ -152,7 +152,7 @@ def layer_rows(batch: int, seq: int, repeats: int, device: torch.device) -> list
         layers = {k: v.to(device, dtype) for k, v in layers.items()}
         x = torch.randn(batch, seq, D_MODEL, device=device).to(dtype).requires_grad_(True)
         grad = torch.randn_like(x)
-        cos_sin = rope(0, seq)
+        cos_sin = rope(0, seq, device)
         times: dict[str, list[float]] = {k: [] for k in layers}
         for r in range(repeats + 1):
             for name in (("mla", "mha") if r % 2 else ("mha", "mla")):

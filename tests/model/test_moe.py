@@ -175,3 +175,15 @@ def test_moe_trains_under_bf16_autocast_with_fp32_router_math():
         y, aux, _ = moe(x)
     (y.float().pow(2).mean() + aux).backward()
     assert torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("top_p", [None, 0.6])
+def test_few_token_decoding_path_matches_the_sorted_dispatch(top_p):
+    torch.manual_seed(0)
+    moe = MoE(32, n_experts=8, expert_hidden=16, top_k=2, n_groups=2, topk_groups=1, top_p=top_p).eval()
+    x = torch.randn(1, 3, 32)  # 3 tokens x 2 slots <= 8 experts: the gathered-weights path under no_grad
+    with torch.no_grad():
+        fast, aux, stats = moe(x, with_stats=False)
+    sorted_dispatch, _, _ = moe(x)  # grad enabled: the sort-by-expert dispatch
+    assert aux is None and stats == {}
+    assert torch.allclose(fast, sorted_dispatch, atol=1e-6)

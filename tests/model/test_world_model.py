@@ -198,3 +198,23 @@ def test_text_projections_are_not_memoised_while_training():
     text = _prompts(model)
     model(sequence(model), text=text).logits.sum().backward()
     assert text.kv == {}
+
+
+def test_router_stats_off_gives_the_same_logits_and_no_moe_stats():
+    model = make_model()
+    ids, text = sequence(model), text_for(model, ["a red ball falls", ""])
+    with torch.no_grad():
+        full = model(ids, text)
+        lean = model(ids, text, router_stats=False)
+    assert torch.equal(full.logits, lean.logits)
+    assert full.stats and not lean.stats and lean.aux_loss == 0
+
+
+def test_rope_table_equals_positions_computed_on_the_fly():
+    from worldmodel.model.rope import VideoRoPE
+
+    table, direct = VideoRoPE(12, 4, 4, max_positions=49), VideoRoPE(12, 4, 4)
+    for start, length in ((0, 49), (17, 1), (40, 9)):
+        for a, b in zip(table(start, length), direct(start, length), strict=True):
+            assert torch.equal(a, b)
+    assert table(45, 10)[0].shape == (10, 12)  # past the table: computed directly

@@ -64,7 +64,7 @@ class _TextModel:
     def new_cache(self, batch_size):
         return self.lm.new_cache(batch_size)
 
-    def __call__(self, input_ids, text=None, cache=None):
+    def __call__(self, input_ids, text=None, cache=None, router_stats=True):
         self.batch_sizes.append(input_ids.shape[0])
         logits = self.lm(input_ids, cache)
         if text is not None:

@@ -3,8 +3,11 @@
 Keys and values are compressed into one low-rank latent `c_kv` per token (RMSNorm-ed); a separate small key
 `k_rope` carries the position (3D RoPE) and is shared by all heads. The KV cache stores only `c_kv` and
 `k_rope`: `kv_lora_rank + qk_rope_head_dim` values per token per layer instead of `2 * n_heads * head_dim`.
-At every step the cached latents are expanded back to per-head keys and values (`wkv_b`); that is exact and
-simple, and cheap at the tiny head counts used here (the "absorbed" form is a speed trick for large models).
+Without a cache (training, prefill-free scoring) the latents are expanded back to per-head keys and values
+(`wkv_b`). With a cache (decoding) attention runs in the latent space instead (DeepSeek-V3's "absorb" form):
+the key half of `wkv_b` is folded into the query and its value half applied after the product, so a decoding
+step costs O(S * r) on the cache rather than expanding all S cached latents per head. Both forms give the same
+result up to float rounding.
 
 The attention product itself is one function (`dense_causal_attention`) chosen by the `attention_product`
 attribute. With `sparse_block_size > 0` it is block-sparse instead (`sparse_attention.py`); the key blocks chosen
@@ -36,6 +39,8 @@ def dense_causal_attention(
     n, s = q.shape[2], k.shape[2]
     if q_offset == 0 and n == s:
         return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
+    if n == 1:  # one decoding query sees every key
+        return F.scaled_dot_product_attention(q, k, v, scale=scale)
     query_pos = torch.arange(q_offset, q_offset + n, device=q.device)
     allowed = torch.arange(s, device=q.device)[None, :] <= query_pos[:, None]  # (N, S)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=scale)  # (B, H, N, dv)
@@ -115,6 +120,9 @@ class MultiHeadLatentAttention(nn.Module):
         if cache is not None:
             offset = cache.length
             latent, k_rope = cache.update(layer, latent, k_rope)  # (B, S, r), (B, S, dr)
+            if not self.sparse_block_size and not subset:
+                out = self._absorbed(q_nope, q_rope, latent, k_rope, offset)  # (B, H, N, dv)
+                return self.wo(out.transpose(1, 2).reshape(bsz, n, -1))  # (B, N, D)
         s = latent.shape[1]
 
         kv = self.wkv_b(latent).view(bsz, s, self.n_heads, -1).transpose(1, 2)  # (B, H, S, dn + dv)
@@ -140,3 +148,18 @@ class MultiHeadLatentAttention(nn.Module):
         else:
             out = self.attention_product(q, k, v, offset, self.scale)  # (B, H, N, dv)
         return self.wo(out.transpose(1, 2).reshape(bsz, out.shape[2], -1))  # (B, N or k, D)
+
+    def _absorbed(
+        self, q_nope: torch.Tensor, q_rope: torch.Tensor, latent: torch.Tensor, k_rope: torch.Tensor, offset: int
+    ) -> torch.Tensor:
+        """Causal attention in the latent space: q_nope (B, H, N, dn), q_rope (B, H, N, dr), cached latent
+        (B, S, r) and k_rope (B, S, dr) -> (B, H, N, dv). `q_nope . (W_uk c) = (q_nope W_uk) . c` and
+        `W_uv (sum_j p_j c_j) = sum_j p_j (W_uv c_j)`, so keys and values are the latents themselves, shared by
+        all heads."""
+        w = self.wkv_b.weight.view(self.n_heads, self.qk_nope_head_dim + self.v_head_dim, self.kv_lora_rank)
+        w_uk, w_uv = w.split([self.qk_nope_head_dim, self.v_head_dim], dim=1)  # (H, dn, r), (H, dv, r)
+        q = torch.cat([q_nope @ w_uk, q_rope], dim=-1)  # (B, H, N, r + dr)
+        k = torch.cat([latent, k_rope], dim=-1)[:, None].expand(-1, self.n_heads, -1, -1)  # (B, H, S, r + dr)
+        v = latent[:, None].expand(-1, self.n_heads, -1, -1)  # (B, H, S, r)
+        out = dense_causal_attention(q, k, v, offset, self.scale)  # (B, H, N, r)
+        return out @ w_uv.transpose(1, 2)  # (B, H, N, dv)

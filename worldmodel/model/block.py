@@ -44,16 +44,20 @@ class Block(nn.Module):
         text: TextContext | None,
         cache: KVCache | None,
         layer: int,
+        with_stats: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor]]:
-        """x (B, N, D) -> (x (B, N, D), MoE aux loss (+ MoD predictor loss) or None, MoE (+ MoD) stats)."""
+        """x (B, N, D) -> (x (B, N, D), MoE aux loss (+ MoD predictor loss) or None, MoE (+ MoD) stats).
+
+        `with_stats=False` (decoding in eval mode) lets the MoE skip its auxiliary loss and statistics.
+        """
         if self.depth_router is not None:
-            return self._routed(x, rope, text, cache, layer)
+            return self._routed(x, rope, text, cache, layer, with_stats)
         x = x + self.attn(self.attn_norm(x), rope, cache, layer)
         if self.bridge is not None and text is not None:
             x = x + self.bridge(x, text)
         h = self.ffn_norm(x)
         if isinstance(self.ffn, MoE):
-            y, aux, stats = self.ffn(h)
+            y, aux, stats = self.ffn(h, with_stats)
             return x + y, aux, stats
         return x + self.ffn(h), None, {}
 
@@ -64,6 +68,7 @@ class Block(nn.Module):
         text: TextContext | None,
         cache: KVCache | None,
         layer: int,
+        with_stats: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor]]:
         """Mixture-of-Depths: the block runs on the routed tokens only; all tokens write K/V."""
         extra: dict = {}
@@ -74,7 +79,7 @@ class Block(nn.Module):
             if self.bridge is not None and text is not None:
                 h = h + self.bridge(h, text)
             if isinstance(self.ffn, MoE):
-                y, extra["aux"], extra["stats"] = self.ffn(self.ffn_norm(h))
+                y, extra["aux"], extra["stats"] = self.ffn(self.ffn_norm(h), with_stats)
             else:
                 y = self.ffn(self.ffn_norm(h))
             return h + y - x_in  # (B, k, D) the block's residual update

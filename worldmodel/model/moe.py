@@ -68,6 +68,8 @@ class Experts(nn.Module):
         """x (T, D), routing with (T, k) slots, active (T, k) -> sum over active slots of weight * expert(x)."""
         k = routing.indices.shape[1]
         dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
+        if not torch.is_grad_enabled() and x.shape[0] * k <= self.n_experts:
+            return self._few_tokens(x.to(dtype), routing, active)
         expert_of_slot = routing.indices.flatten().masked_fill(~active.flatten(), self.n_experts)  # (T*k,)
         counts = torch.bincount(expert_of_slot, minlength=self.n_experts + 1)[: self.n_experts]  # (E,)
         order = torch.argsort(expert_of_slot, stable=True)[: int(counts.sum())]  # active slots sorted by expert
@@ -91,6 +93,15 @@ class Experts(nn.Module):
                 parts.append(F.linear(F.silu(gate) * up * we, w2e))
             ys = torch.cat(parts)  # (M, D)
         return torch.zeros_like(x, dtype=ys.dtype).index_add_(0, token, ys)  # (T, D)
+
+    def _few_tokens(self, x: torch.Tensor, routing: Routing, active: torch.Tensor) -> torch.Tensor:
+        """Decoding (a token or two, no grad): gather each slot's expert weights and run all slots as one batched
+        product, with no sort, count or host sync. x (T, D) -> (T, D)."""
+        w13 = self.w13[routing.indices].to(x.dtype)  # (T, k, 2H, D)
+        w2 = self.w2[routing.indices].to(x.dtype)  # (T, k, D, H)
+        gate, up = torch.einsum("td,tkhd->tkh", x, w13).chunk(2, dim=-1)  # (T, k, H) each
+        weight = (routing.weights * active).to(x.dtype)[..., None]  # (T, k, 1), 0 on inactive slots
+        return torch.einsum("tkh,tkdh->td", F.silu(gate) * up * weight, w2)  # (T, D)
 
 
 class MoE(nn.Module):
@@ -127,8 +138,13 @@ class MoE(nn.Module):
         self.capacity_factor = capacity_factor
         self.seq_aux_weight, self.z_loss_weight, self.entropy_weight = seq_aux_weight, z_loss_weight, entropy_weight
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        """x (B, N, D) -> (output (B, N, D), auxiliary loss (scalar), stats of this call)."""
+    def forward(
+        self, x: torch.Tensor, with_stats: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor]]:
+        """x (B, N, D) -> (output (B, N, D), auxiliary loss (scalar), stats of this call).
+
+        `with_stats=False` (decoding) skips the auxiliary loss and the statistics: returns (output, None, {}).
+        """
         bsz, n, dim = x.shape
         flat = x.reshape(-1, dim)  # (T, D)
         routing = self.router(flat)
@@ -139,6 +155,8 @@ class MoE(nn.Module):
         y = self.experts(flat, routing, active)  # (T, D)
         if self.shared is not None:
             y = y + self.shared(flat)
+        if not with_stats and not self.training:
+            return y.view(bsz, n, dim).to(x.dtype), None, {}
 
         routed_load = torch.bincount(routing.indices[routing.active], minlength=self.n_experts).float()  # (E,)
         if self.training:

@@ -43,22 +43,32 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 
 class VideoRoPE(nn.Module):
-    """Produces `cos, sin (N, rope_dim)` for a span of sequence positions of a video of `height x width` codes."""
+    """Produces `cos, sin (N, rope_dim)` for a span of sequence positions of a video of `height x width` codes.
 
-    def __init__(self, rope_dim: int, height: int, width: int, theta: float = 10000.0) -> None:
+    The table for the first `max_positions` positions is computed once (fp32, per device) and sliced; spans
+    beyond it are computed on the fly. The table is not a buffer, so `.to(dtype)` never rounds it.
+    """
+
+    def __init__(self, rope_dim: int, height: int, width: int, theta: float = 10000.0, max_positions: int = 0) -> None:
         super().__init__()
         self.height, self.width = height, width
         self.dims = split_rope_dims(rope_dim)
-        inv = [1.0 / theta ** (torch.arange(0, d, 2, dtype=torch.float64) / d) for d in self.dims]
-        self.register_buffer("inv_t", inv[0].float(), persistent=False)
-        self.register_buffer("inv_h", inv[1].float(), persistent=False)
-        self.register_buffer("inv_w", inv[2].float(), persistent=False)
+        self.max_positions = max_positions
+        self.inv = [1.0 / theta ** (torch.arange(0, d, 2, dtype=torch.float64) / d) for d in self.dims]
+        self._table: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def forward(self, start: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos and sin for positions start..start+length-1, each `(N, rope_dim)` in fp32."""
-        coords = grid_positions(start, length, self.height, self.width).to(self.inv_t.device).float()  # (N, 3)
-        freqs = torch.cat(
-            [coords[:, 0:1] * self.inv_t, coords[:, 1:2] * self.inv_h, coords[:, 2:3] * self.inv_w], dim=-1
-        )  # (N, rope_dim / 2)
+    def _compute(self, start: int, length: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        coords = grid_positions(start, length, self.height, self.width).double()  # (N, 3)
+        freqs = torch.cat([coords[:, i : i + 1] * inv for i, inv in enumerate(self.inv)], dim=-1)  # (N, dr / 2)
         emb = torch.cat((freqs, freqs), dim=-1)  # (N, rope_dim)
-        return emb.cos(), emb.sin()
+        return emb.cos().float().to(device), emb.sin().float().to(device)
+
+    def forward(self, start: int, length: int, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin for positions start..start+length-1, each `(N, rope_dim)` in fp32 on `device`."""
+        device = torch.device("cpu") if device is None else device
+        if start + length > self.max_positions:
+            return self._compute(start, length, device)
+        if self._table is None or self._table[0].device != device:
+            self._table = self._compute(0, self.max_positions, device)
+        cos, sin = self._table
+        return cos[start : start + length], sin[start : start + length]

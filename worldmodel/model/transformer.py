@@ -100,7 +100,9 @@ class WorldModel(ModelMixin, ConfigMixin):
         super().__init__()
         self._validate_config()
         split_rope_dims(qk_rope_head_dim)
-        self.rope = VideoRoPE(qk_rope_head_dim, latent_height, latent_width, rope_theta)
+        self.rope = VideoRoPE(
+            qk_rope_head_dim, latent_height, latent_width, rope_theta, latent_frames * latent_height * latent_width + 1
+        )
         self.embed = nn.Embedding(codebook_size + 1, d_model)  # + BOS
         self.text_encoder = TextEncoder(ByteTokenizer.vocab_size, max_text_len, text_d_model, text_layers, text_heads)
         bridges = set(range(n_layers)) if bridge_layers is None else set(bridge_layers)
@@ -189,14 +191,22 @@ class WorldModel(ModelMixin, ConfigMixin):
             moe.router.update_bias()
 
     def forward(
-        self, input_ids: torch.Tensor, text: TextContext | None = None, cache: KVCache | None = None
+        self,
+        input_ids: torch.Tensor,
+        text: TextContext | None = None,
+        cache: KVCache | None = None,
+        router_stats: bool = True,
     ) -> WorldModelOutput:
-        """input_ids (B, N) -> logits (B, N, codebook_size); with a cache, positions start at `cache.length`."""
+        """input_ids (B, N) -> logits (B, N, codebook_size); with a cache, positions start at `cache.length`.
+
+        `router_stats=False` (decoding, eval mode) skips the MoE auxiliary losses and routing statistics
+        (`aux_loss` is then 0 and `stats` holds only what Mixture-of-Depths reports).
+        """
         if input_ids.ndim != 2 or input_ids.shape[1] == 0 or input_ids.dtype != torch.long:
             raise ValueError(
                 f"input_ids must be a non-empty LongTensor (B, N), got {input_ids.dtype} {tuple(input_ids.shape)}."
             )
-        lo, hi = int(input_ids.min()), int(input_ids.max())
+        lo, hi = (int(v) for v in torch.aminmax(input_ids))
         if lo < 0 or hi > self.bos_token_id:
             raise ValueError(
                 f"input_ids must be video codes in [0, {self.config.codebook_size}) or BOS={self.bos_token_id}, "
@@ -209,11 +219,11 @@ class WorldModel(ModelMixin, ConfigMixin):
                 f"than max_seq_len {self.max_seq_len} = latent_frames*latent_height*latent_width + 1."
             )
         x = self.embed(input_ids)  # (B, N, D)
-        cos, sin = self.rope(start, input_ids.shape[1])  # (N, dr) each
+        cos, sin = self.rope(start, input_ids.shape[1], input_ids.device)  # (N, dr) each
         aux = x.new_zeros((), dtype=torch.float32)
         stats: dict[str, torch.Tensor] = {}
         for i, block in enumerate(self.blocks):
-            x, block_aux, block_stats = block(x, (cos, sin), text, cache, i)
+            x, block_aux, block_stats = block(x, (cos, sin), text, cache, i, router_stats)
             if block_aux is not None:
                 aux = aux + block_aux
             stats.update({f"layer{i}/{k}": v for k, v in block_stats.items()})

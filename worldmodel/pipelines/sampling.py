@@ -112,7 +112,7 @@ class GuidedModel:
         """Logits ``(B, N, V)`` for ``input_ids (B, N)``."""
         if self.guided:
             input_ids = torch.cat([input_ids, input_ids])  # (2B, N): conditional rows, then unconditional
-        logits = self.model(input_ids, text=self.text, cache=cache).logits
+        logits = self.model(input_ids, text=self.text, cache=cache, router_stats=False).logits
         if not self.guided:
             return logits
         cond, uncond = logits.float().chunk(2)
@@ -156,7 +156,10 @@ def generate_tokens(lm: CausalLM, prefix: torch.Tensor, num_tokens: int, samplin
     logits = lm(prefix, cache)[:, -1]  # (B, V)
     out = []
     for i in range(num_tokens):
-        token = sample_tokens(token_probs(logits, sampling), generator)  # (B,)
+        if sampling.temperature == 0:  # greedy: the argmax (what sampling the one-hot would draw)
+            token = logits.argmax(dim=-1)  # (B,)
+        else:
+            token = sample_tokens(token_probs(logits, sampling), generator)  # (B,)
         out.append(token)
         if progress is not None:
             progress.update(1)
