@@ -4,8 +4,9 @@
 
 - Physics rollouts (first 5 frames given, 17 frames in all) on ``test_id`` and ``test_ood`` episodes
   (scenarios in turn): PhyWorld velocity error (world units/s) and the physics score of the model, of the
-  copy-last-frame and constant-velocity baselines, and the tracker floor (the tracker's error on the
-  simulator's own renders).
+  copy-last-frame and constant-velocity baselines, of the tokenizer's reconstruction of the true episode
+  (what a model predicting every code right would score: the tokenizer's floor), and the tracker floor (the
+  tracker's error on the simulator's own renders).
 - Text adherence of videos generated from held-out captions (colours, counts and motion named in the prompt
   found in the video).
 - FVD / KVD (Kinetics I3D) of generated clips against simulator clips; needs ``worldmodel evaluate
@@ -40,6 +41,20 @@ def _row(name: str, value: float | None, unit: str, goal: float | None = None, h
     return {"name": name, "value": value, "unit": unit, "goal": goal, "higher_is_better": higher}
 
 
+def write_reconstructions(tokenizer: torch.nn.Module, data: Path, out: Path) -> Path:
+    """Encode and decode every episode of ``data`` with the tokenizer (lossless .mkv in ``out``): the best a world
+    model that predicted every code exactly could score."""
+    from worldmodel.datasets.storage import read_manifest
+    from worldmodel.video import to_uint8, write_video
+
+    for record in read_manifest(data):
+        truth = read_video(data / record["video"])
+        with torch.no_grad():
+            recon = to_uint8(tokenizer.decode(tokenizer.encode(torch.from_numpy(truth)[None])))[0].numpy()
+        write_video(out / f"{record['id']}.mkv", recon, fps=record["fps"])
+    return out
+
+
 def main() -> None:
     """Run the benchmark and write its JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -64,6 +79,7 @@ def main() -> None:
             data = work / "data" / split
             generate_dataset(data, args.episodes, 0, split)
             preds, _ = write_rollouts(rollout, data, work / "pred" / split)
+            preds["tokenizer_reconstruction"] = write_reconstructions(rollout.tokenizer, data, work / "recon" / split)
             for kind, folder in preds.items():
                 report = evaluate_physics(folder, data, work / "reports" / split / kind, context_frames=CONTEXT_FRAMES)
                 velocity = report["summary"].get("velocity_error")

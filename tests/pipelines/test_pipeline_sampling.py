@@ -136,3 +136,27 @@ def test_sliding_window_stride_and_errors():
         generate_codes(lm, empty, 9, 4, 5, DecodeOptions(), window_stride=4)
     with pytest.raises(ValueError, match="must exceed"):
         generate_codes(lm, torch.zeros(1, 2, 2, 2, dtype=torch.long), 2, 4, 5, DecodeOptions())
+
+
+@pytest.mark.parametrize("long_video", [dict(attention_impl="block_sparse", sparse_block_size=4, sparse_top_k=1),
+                                        dict(mod_layers=[1], mod_rho=0.3),
+                                        dict(attention_impl="block_sparse", sparse_block_size=4, sparse_top_k=1,
+                                             mod_layers=[0, 1])])
+def test_sliding_window_video_with_sparse_attention_and_pruning_is_exact(long_video):
+    from worldmodel.model import WorldModel
+
+    torch.manual_seed(0)
+    model = WorldModel(codebook_size=16, latent_frames=3, latent_height=2, latent_width=3, d_model=32, n_layers=2,
+                       n_heads=2, kv_lora_rank=8, qk_nope_head_dim=8, qk_rope_head_dim=6, v_head_dim=8,
+                       dense_hidden=64, moe_experts=4, moe_expert_hidden=16, moe_top_k=2, moe_groups=1,
+                       moe_topk_groups=1, text_d_model=16, text_layers=1, text_heads=2, **long_video).eval()
+    lm = GuidedModel(model)
+    context = torch.randint(0, 16, (2, 1, 2, 3), generator=torch.Generator().manual_seed(0))
+
+    def run(use_cache):
+        options = DecodeOptions(SamplingParams(), torch.Generator().manual_seed(3), use_cache=use_cache)
+        return generate_codes(lm, context, num_frames=7, max_frames=3, bos_token_id=16, options=options)
+
+    cached = run(True)  # 7 latent frames through a 3-frame model: four window slides
+    assert cached.shape == (2, 7, 2, 3) and torch.equal(cached[:, :1], context)
+    assert torch.equal(cached, run(False))

@@ -6,7 +6,9 @@ Stages, each an ordinary project command so that any one can be re-run alone:
 2. simulate the ``train`` dataset (``worldmodel data generate``);
 3. encode it to a token cache with the trained tokenizer and hold out its last episodes for validation;
 4. train the world model (``configs/worldmodel-tiny.yaml``) and, when ``draft_steps > 0``, the draft
-   model (``configs/worldmodel-draft.yaml``) on those caches;
+   model (``configs/worldmodel-draft.yaml``) on those caches; ``worldmodel_steps`` lists step totals: the
+   first run trains to the first total, each later one resumes the last checkpoint and trains on to the
+   next total with a fresh warmup + cosine schedule (a warm restart: how the default grew in sessions);
 5. assemble the pipeline folder (tokenizer + world model + draft; ``save_pretrained``) at ``--export``.
 
 Paths inside the configs are relative to the working directory (``outputs/...``); run from the
@@ -35,8 +37,8 @@ class TinyPreset:
     tokenizer_lr: float = 0.002
     train_episodes: int = 8192
     holdout_episodes: int = 256  # the last train episodes, kept out of world-model training for validation
-    worldmodel_steps: int = 600
-    draft_steps: int = 0  # 0: no draft model (speculative decoding can still use the free frame-copy draft)
+    worldmodel_steps: tuple[int, ...] = (600, 2400)  # step totals; each after the first resumes (warm restart)
+    draft_steps: int = 1500  # 0: no draft model (speculative decoding can still use the free frame-copy draft)
     worldmodel_batch_size: int = 16
 
 
@@ -118,14 +120,17 @@ def train_preset(export: str | Path, accelerator: str = "cpu", workers: int = 2,
         split_cache(Path("outputs/tokens/all"), Path("outputs/tokens/train"), Path("outputs/tokens/val"),
                     preset.holdout_episodes)
         seconds["data"] = time.perf_counter() - start
-    for name, steps in (("worldmodel", preset.worldmodel_steps), ("draft", preset.draft_steps)):
-        if name not in stages or steps == 0:
+    for name, totals in (("worldmodel", preset.worldmodel_steps), ("draft", (preset.draft_steps,))):
+        if name not in stages or not any(totals):
             continue
         config = configs / ("worldmodel-tiny.yaml" if name == "worldmodel" else "worldmodel-draft.yaml")
-        seconds[name] = _run(["train", "--config", str(config), *flags, f"--trainer.max_steps={steps}",
-                              f"--data.init_args.batch_size={preset.worldmodel_batch_size}",
-                              "--data.init_args.tokenizer=null", "--data.init_args.train_videos=null",
-                              "--data.init_args.val_videos=null"])
+        seconds[name] = 0.0
+        for i, steps in enumerate(totals):
+            resume = ["--ckpt_path", f"outputs/{config.stem}/checkpoints/last.ckpt"] if i else []
+            seconds[name] += _run(["train", "--config", str(config), *flags, f"--trainer.max_steps={steps}",
+                                   f"--data.init_args.batch_size={preset.worldmodel_batch_size}",
+                                   "--data.init_args.tokenizer=null", "--data.init_args.train_videos=null",
+                                   "--data.init_args.val_videos=null", *resume])
     if seconds_path.is_file():  # merge with stages run earlier (or alongside, in another process)
         seconds = {**json.loads(seconds_path.read_text()), **seconds}
     write_json_atomic(seconds_path, seconds)
