@@ -136,6 +136,11 @@ class ReplayTarget:
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
+def _row(name: str, value: float, unit: str, goal: float | None = None, higher_is_better: bool = True) -> dict:
+    """One entry of the results JSON."""
+    return {"name": name, "value": value, "unit": unit, "goal": goal, "higher_is_better": higher_is_better}
+
+
 def _timed(clock: Any, repeats: int, fn: Any, *args: Any, **kwargs: Any) -> tuple[float, Any]:
     """Best time (wall or this process's CPU time, ``--clock``) of ``repeats`` calls, and the last result."""
     best, out = float("inf"), None
@@ -179,12 +184,9 @@ def main() -> None:
             if not torch.equal(cached, uncached):
                 raise RuntimeError("KV-cached and recomputed greedy decoding disagree")
             results += [
-                {"name": f"tokens_per_s_kv_cache{label}", "value": num_tokens / cached_s, "unit": "tokens/s",
-                 "goal": None, "higher_is_better": True},
-                {"name": f"tokens_per_s_no_cache{label}", "value": num_tokens / uncached_s, "unit": "tokens/s",
-                 "goal": None, "higher_is_better": True},
-                {"name": f"kv_cache_speedup{label}", "value": uncached_s / cached_s, "unit": "x",
-                 "goal": 5.0 if not label else None, "higher_is_better": True},
+                _row(f"tokens_per_s_kv_cache{label}", num_tokens / cached_s, "tokens/s"),
+                _row(f"tokens_per_s_no_cache{label}", num_tokens / uncached_s, "tokens/s"),
+                _row(f"kv_cache_speedup{label}", uncached_s / cached_s, "x", goal=5.0 if not label else None),
             ]
             if label:
                 continue
@@ -195,10 +197,8 @@ def main() -> None:
                 if not torch.equal(spec, cached):
                     raise RuntimeError("greedy speculative decoding differs from greedy plain decoding")
                 results += [
-                    {"name": "speculative_speedup", "value": cached_s / spec_s, "unit": "x", "goal": 2.0,
-                     "higher_is_better": True},
-                    {"name": "speculative_acceptance_rate", "value": stats.acceptance_rate, "unit": "fraction",
-                     "goal": None, "higher_is_better": True},
+                    _row("speculative_speedup", cached_s / spec_s, "x", goal=2.0),
+                    _row("speculative_acceptance_rate", stats.acceptance_rate, "fraction"),
                 ]
             copy = FrameCopyDraft(per_frame, config.codebook_size)
             episodes = episode_sequences(pipe, latent)
@@ -217,22 +217,17 @@ def main() -> None:
             if not torch.equal(copied, cached):
                 raise RuntimeError("greedy frame-copy speculative decoding differs from greedy plain decoding")
             results += [
-                {"name": "frame_copy_speculative_speedup", "value": cached_s / copy_s, "unit": "x", "goal": 2.0,
-                 "higher_is_better": True},
-                {"name": "frame_copy_acceptance_rate", "value": copy_stats.acceptance_rate, "unit": "fraction",
-                 "goal": None, "higher_is_better": True},
-                {"name": "frame_copy_oracle_acceptance_on_episodes", "value": oracle_rate, "unit": "fraction",
-                 "goal": None, "higher_is_better": True},
-                {"name": "frame_copy_speedup_replay_target", "value": replay_plain_s / replay_spec_s, "unit": "x",
-                 "goal": None, "higher_is_better": True},
+                _row("frame_copy_speculative_speedup", cached_s / copy_s, "x", goal=2.0),
+                _row("frame_copy_acceptance_rate", copy_stats.acceptance_rate, "fraction"),
+                _row("frame_copy_oracle_acceptance_on_episodes", oracle_rate, "fraction"),
+                _row("frame_copy_speedup_replay_target", replay_plain_s / replay_spec_s, "x"),
             ]
 
     clip_s, _ = timed(repeats, pipe, PROMPT, num_frames=pipe.tokenizer.num_frames(latent), guidance_scale=3.0,
                        generator=torch.Generator().manual_seed(0))
     height, width = pipe.frame_size
     frames = pipe.tokenizer.num_frames(latent)
-    results.append({"name": f"seconds_per_clip_{frames}x{height}x{width}", "value": clip_s, "unit": "s",
-                    "goal": None, "higher_is_better": False})
+    results.append(_row(f"seconds_per_clip_{frames}x{height}x{width}", clip_s, "s", higher_is_better=False))
 
     print(f"checkpoint: {source}; {num_tokens} tokens per clip; {args.threads} threads; {args.clock} clock")
     print(f"{'name':<40} {'value':>10}  unit       goal")
