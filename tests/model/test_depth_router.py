@@ -9,7 +9,8 @@ from worldmodel.model.depth_router import DepthRouter, Route
 
 
 class ToyBlock(nn.Module):
-    """Pre-norm attention + MLP that follows the routing KV rule: every token writes K/V, routed tokens query."""
+    """Pre-norm attention + MLP that follows the routing KV rule: every token writes K/V with a visibility flag,
+    routed tokens query and see only routed keys (and their own)."""
 
     def __init__(self, dim: int):
         super().__init__()
@@ -21,12 +22,16 @@ class ToyBlock(nn.Module):
         offset = 0 if cache is None or "k" not in cache else cache["k"].shape[1]
         h = self.norm1(x)
         k, v = self.kv(h).chunk(2, dim=-1)  # (B, N, D) for every token
+        valid = route.entered(x.shape[1])  # (B, N)
         if cache is not None:
             if "k" in cache:
                 k, v = torch.cat([cache["k"], k], 1), torch.cat([cache["v"], v], 1)
-            cache["k"], cache["v"] = k, v
+                valid = torch.cat([cache["valid"], valid], 1)
+            cache["k"], cache["v"], cache["valid"] = k, v, valid
         q = self.q(route.gather(h))  # (B, k, D) routed tokens only
-        mask = (route.index + offset)[:, :, None] >= torch.arange(k.shape[1])[None, None, :]
+        q_pos = (route.index + offset)[:, :, None]
+        keys = torch.arange(k.shape[1])[None, None, :]
+        mask = (q_pos >= keys) & (valid[:, None, :] | (q_pos == keys))
         y = self.out(F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
         return y + self.mlp(self.norm2(route.gather(x) + y))
 
@@ -116,6 +121,29 @@ def test_bad_config_raises():
         DepthRouter(8, rho=1.0)
     with pytest.raises(ValueError, match="mode"):
         DepthRouter(8).route(torch.randn(1, 4, 8), mode="random")
+
+
+def test_hidden_keys_compacted_attention_equals_masked_attention():
+    """Training attends over the compacted routed tokens; decoding over all positions with skipped keys hidden."""
+    from worldmodel.model.attention import MultiHeadLatentAttention
+    from worldmodel.model.rope import VideoRoPE
+
+    torch.manual_seed(0)
+    attn = MultiHeadLatentAttention(32, 2, 16, 8, 6, 8)
+    x = torch.randn(2, 20, 32)
+    cos, sin = VideoRoPE(6, 2, 2)(0, 20)
+    index = torch.stack([torch.randperm(20)[:13].sort().values for _ in range(2)])  # (B, k)
+    entered = torch.zeros(2, 20, dtype=torch.bool).scatter(1, index, True)
+    compact = attn(x.gather(1, index[..., None].expand(-1, -1, 32)), (cos[index], sin[index]))
+    masked = attn(x, (cos, sin), query_index=index, key_valid=entered)
+    torch.testing.assert_close(compact, masked, atol=1e-5, rtol=1e-5)
+    # A skipped token's state changes no routed token's output; changing a routed token's state does.
+    skipped = int((~entered[0]).nonzero()[0])
+    x2 = x.clone()
+    x2[0, skipped] += 1.0
+    torch.testing.assert_close(attn(x2, (cos, sin), query_index=index, key_valid=entered), masked, atol=0, rtol=0)
+    x2[0, int(index[0, 0])] += 1.0
+    assert not torch.allclose(attn(x2, (cos, sin), query_index=index, key_valid=entered)[0, 1:], masked[0, 1:])
 
 
 # --- Mixture-of-Depths inside WorldModel (with block-sparse attention too) -------------------------------------

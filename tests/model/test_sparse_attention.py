@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from worldmodel.model.sparse_attention import (
+    block_means,
     block_sparse_attention,
     crop_selection,
     dense_causal_attention,
@@ -40,6 +41,23 @@ def test_equals_dense_when_every_block_is_kept(N, block_size, Dv):
     out, table = block_sparse_attention(q, k, v, block_size, top_k)
     torch.testing.assert_close(out, dense_causal_attention(q, k, v), atol=1e-5, rtol=1e-5)
     assert table.shape == (2, 3, math.ceil(N / block_size), top_k)
+
+
+@pytest.mark.parametrize("backend", ["gather", "flex"])
+def test_hidden_keys_match_the_masked_dense_reference(backend):
+    """Mixture-of-Depths hides skipped tokens' keys: every block kept equals dense attention with those keys
+    masked (each query still sees its own key); block means leave hidden keys out."""
+    q, k, v = _qkv(N=96)
+    valid = torch.rand(2, 96, generator=torch.Generator().manual_seed(1)) < 0.7
+    out, _ = block_sparse_attention(q, k, v, 16, 4, key_valid=valid, backend=backend)
+    ref = dense_causal_attention(q, k, v, key_valid=valid)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    own = torch.eye(96, dtype=torch.bool)
+    mask = torch.ones(96, 96, dtype=torch.bool).tril() & (valid[:, None, None, :] | own)
+    torch.testing.assert_close(ref, F.scaled_dot_product_attention(q, k, v, attn_mask=mask), atol=1e-6, rtol=1e-6)
+    means = block_means(k, 16, valid)
+    expect = (k[:, :, 32:48] * valid[:, None, 32:48, None]).sum(2) / valid[:, None, 32:48].sum(-1, keepdim=True)
+    torch.testing.assert_close(means[:, :, 2], expect)
 
 
 def test_matches_masked_dense_reference_and_its_gradients():

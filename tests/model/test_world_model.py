@@ -73,7 +73,8 @@ def test_cache_holds_only_the_latent_and_the_rope_key():
         assert latent.shape == (2, model.max_seq_len, c.kv_lora_rank)
         assert rope_key.shape == (2, model.max_seq_len, c.qk_rope_head_dim)
     assert set(vars(cache)) == {"n_layers", "batch_size", "max_seq_len", "kv_lora_rank", "rope_dim", "length",
-                                "latents", "rope_keys"}  # fmt: skip
+                                "latents", "rope_keys", "key_valid"}  # fmt: skip
+    assert cache.key_valid == [None] * c.n_layers  # only Mixture-of-Depths layers keep key visibility
     assert cache.nbytes_per_token() == 4 * c.n_layers * (c.kv_lora_rank + c.qk_rope_head_dim)
 
 

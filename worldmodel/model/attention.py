@@ -26,7 +26,19 @@ from torch import nn
 
 from .cache import KVCache, SparseKVCache
 from .rope import apply_rope
-from .sparse_attention import block_sparse_attention
+from .sparse_attention import block_sparse_attention, visible_keys
+
+
+def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, scale: float) -> torch.Tensor:
+    """`scaled_dot_product_attention` (causal when `mask` is None) with values zero-padded to the query/key head
+    dim for more than one query: MLA's value heads are narrower than its query/key heads, and the fused (flash)
+    kernels need equal widths, otherwise a slower unfused path runs (about 20 % on CPU)."""
+    dv = v.shape[-1]
+    pad = q.shape[2] > 1 and dv < q.shape[-1]
+    if pad:
+        v = F.pad(v, (0, q.shape[-1] - dv))
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None, scale=scale)
+    return out[..., :dv] if pad else out
 
 
 def dense_causal_attention(
@@ -38,12 +50,11 @@ def dense_causal_attention(
     """
     n, s = q.shape[2], k.shape[2]
     if q_offset == 0 and n == s:
-        return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
+        return sdpa(q, k, v, None, scale)
     if n == 1:  # one decoding query sees every key
         return F.scaled_dot_product_attention(q, k, v, scale=scale)
     query_pos = torch.arange(q_offset, q_offset + n, device=q.device)
-    allowed = torch.arange(s, device=q.device)[None, :] <= query_pos[:, None]  # (N, S)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=scale)  # (B, H, N, dv)
+    return sdpa(q, k, v, visible_keys(query_pos, s, None), scale)  # (B, H, N, dv)
 
 
 AttentionProduct = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int, float], torch.Tensor]
@@ -95,10 +106,14 @@ class MultiHeadLatentAttention(nn.Module):
         cache: KVCache | None = None,
         layer: int = 0,
         query_index: torch.Tensor | None = None,
+        key_valid: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """x (B, N, D), rope = (cos, sin) each (N, qk_rope_head_dim) for these positions  ->  (B, N, D).
+        """x (B, N, D), rope = (cos, sin) each (N, qk_rope_head_dim), or per row (B, N, qk_rope_head_dim), for
+        these tokens' positions  ->  (B, N, D).
 
-        With `query_index (B, k)` (positions within x) only those tokens get an output: (B, k, D).
+        Mixture-of-Depths: with `query_index (B, k)` (positions within x) only those tokens get an output
+        (B, k, D); `key_valid (B, N)` hides the keys of the tokens marked False from every other query (they are
+        still written to the cache, marked hidden).
         """
         bsz, n, _ = x.shape
         cos, sin = rope
@@ -106,6 +121,8 @@ class MultiHeadLatentAttention(nn.Module):
         if subset:
             x_q = x.gather(1, query_index[..., None].expand(-1, -1, x.shape[-1]))  # (B, k, D)
             cos_q, sin_q = cos[query_index][:, None], sin[query_index][:, None]  # (B, 1, k, dr)
+        elif cos.dim() == 3:  # per-row positions
+            x_q, cos_q, sin_q = x, cos[:, None], sin[:, None]  # (B, 1, N, dr)
         else:
             x_q, cos_q, sin_q = x, cos, sin
         q = self.wq(x_q).view(bsz, x_q.shape[1], self.n_heads, -1).transpose(1, 2)  # (B, H, N or k, dn + dr)
@@ -120,7 +137,9 @@ class MultiHeadLatentAttention(nn.Module):
         if cache is not None:
             offset = cache.length
             latent, k_rope = cache.update(layer, latent, k_rope)  # (B, S, r), (B, S, dr)
-            if not self.sparse_block_size and not subset:
+            if key_valid is not None:
+                key_valid = cache.update_valid(layer, key_valid)  # (B, S)
+            if not self.sparse_block_size and not subset and key_valid is None:
                 out = self._absorbed(q_nope, q_rope, latent, k_rope, offset)  # (B, H, N, dv)
                 return self.wo(out.transpose(1, 2).reshape(bsz, n, -1))  # (B, N, D)
         s = latent.shape[1]
@@ -136,15 +155,15 @@ class MultiHeadLatentAttention(nn.Module):
             selection = cache.selections[layer] if cache is not None else None
             out, selection = block_sparse_attention(
                 q, k, v, self.sparse_block_size, self.sparse_top_k, q_offset=offset, selection=selection,
-                scale=self.scale,
+                scale=self.scale, key_valid=key_valid,
             )  # (B, H, N, dv)
             if cache is not None:
                 cache.selections[layer] = selection
             if query_index is not None:
                 out = out.gather(2, query_index[:, None, :, None].expand(-1, self.n_heads, -1, out.shape[-1]))
-        elif subset:
-            allowed = torch.arange(s, device=x.device) <= (offset + query_index)[..., None]  # (B, k, S)
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed[:, None], scale=self.scale)
+        elif subset or key_valid is not None:
+            q_pos = offset + (query_index if subset else torch.arange(n, device=x.device))  # (B, k) or (N,)
+            out = sdpa(q, k, v, visible_keys(q_pos, s, key_valid), self.scale)  # (B, H, k or N, dv)
         else:
             out = self.attention_product(q, k, v, offset, self.scale)  # (B, H, N, dv)
         return self.wo(out.transpose(1, 2).reshape(bsz, out.shape[2], -1))  # (B, N or k, D)

@@ -1,7 +1,7 @@
 """One transformer block: RMSNorm -> MLA -> (gated cross-attention to text) -> RMSNorm -> dense FFN or MoE.
 
-With a `DepthRouter` (Mixture-of-Depths) only the routed tokens run the block; the others pass by the residual,
-and every token still writes its K/V (see depth_router.py).
+With a `DepthRouter` (Mixture-of-Depths) only the routed tokens run the block and see each other in its attention;
+the others pass by the residual (see depth_router.py).
 """
 
 from __future__ import annotations
@@ -70,12 +70,18 @@ class Block(nn.Module):
         layer: int,
         with_stats: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor]]:
-        """Mixture-of-Depths: the block runs on the routed tokens only; all tokens write K/V."""
+        """Mixture-of-Depths: the block runs on the routed tokens only, and they attend only to each other."""
         extra: dict = {}
 
         def block(x_all: torch.Tensor, route: Route) -> torch.Tensor:
             x_in = route.gather(x_all)  # (B, k, D)
-            h = x_in + self.attn(self.attn_norm(x_all), rope, cache, layer, query_index=route.index)
+            if cache is None and not self.attn.sparse_block_size:  # attention over the (B, k) routed sequence
+                cos, sin = rope[0][route.index], rope[1][route.index]  # (B, k, dr) their own positions
+                key_valid = None if route.all_valid else route.valid  # hide padding
+                h = x_in + self.attn(self.attn_norm(x_in), (cos, sin), None, layer, key_valid=key_valid)
+            else:  # every token writes its latent (to the cache), visible only if it entered
+                key_valid = route.entered(x_all.shape[1])  # (B, N)
+                h = x_in + self.attn(self.attn_norm(x_all), rope, cache, layer, route.index, key_valid)
             if self.bridge is not None and text is not None:
                 h = h + self.bridge(h, text)
             if isinstance(self.ffn, MoE):

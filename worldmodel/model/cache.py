@@ -11,6 +11,8 @@ class KVCache:
     Buffers are allocated on the first write (taking its dtype and device) with room for `max_seq_len` tokens.
     The model writes every layer at positions `length .. length + N - 1`, then calls `advance(N)`.
     `crop(n)` rolls the cache back to its first `n` tokens (speculative decoding rejects drafted tokens this way).
+    Mixture-of-Depths layers also keep `key_valid (B, S)`: False where a token skipped the layer, so its key is
+    hidden from later queries (see depth_router.py).
     """
 
     def __init__(self, n_layers: int, batch_size: int, max_seq_len: int, kv_lora_rank: int, rope_dim: int) -> None:
@@ -24,6 +26,7 @@ class KVCache:
         self.length = 0
         self.latents: list[torch.Tensor | None] = [None] * n_layers
         self.rope_keys: list[torch.Tensor | None] = [None] * n_layers
+        self.key_valid: list[torch.Tensor | None] = [None] * n_layers
 
     def update(self, layer: int, latent: torch.Tensor, rope_key: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Write `latent (B, N, r)` and `rope_key (B, N, dr)` at the current length; return all tokens so far."""
@@ -40,6 +43,14 @@ class KVCache:
         lat[:, self.length : end] = latent
         rk[:, self.length : end] = rope_key
         return lat[:, :end], rk[:, :end]  # (B, S, r), (B, S, dr)
+
+    def update_valid(self, layer: int, valid: torch.Tensor) -> torch.Tensor:
+        """Write the key visibility `valid (B, N)` of the tokens just written to `layer`; return it for all tokens."""
+        end = self.length + valid.shape[1]
+        if self.key_valid[layer] is None:
+            self.key_valid[layer] = valid.new_zeros(self.batch_size, self.max_seq_len)
+        self.key_valid[layer][:, self.length : end] = valid
+        return self.key_valid[layer][:, :end]  # (B, S)
 
     def advance(self, n: int) -> None:
         """Mark `n` more tokens as stored (called once per forward, after all layers wrote)."""

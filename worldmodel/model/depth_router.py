@@ -10,16 +10,20 @@ decides instead when decoding: a token enters iff its predictor logit exceeds ``
 enter even while the predictor has only learned the ``1 - rho`` prior; a fixed threshold of 0 then lets
 every token in). The threshold is a fixed number at decoding time, so the decision stays causal.
 
-KV cache rule (what makes cached decoding equal the full forward): *every* token writes its key and
-value for the routed layer, computed from its residual stream at the layer input, whether it enters
-the block or not; only the entering tokens compute queries, the attention output and the FFN. So a
-layer's cache always holds one entry per position (``crop(n)`` stays a slice), later tokens can attend
-to skipped ones, and a token's keys never depend on a decision. With the predictor deciding in both
-the full forward and the step-by-step decode, the two compute the same function.
+Attention rule (as in the Mixture-of-Depths paper): a routed layer's attention runs among the entering tokens
+only; a token that skips the layer is neither a query nor a key there. Training compacts the entering tokens
+into a (B, k) sequence (in position order, with their own RoPE positions), so attention costs ``(1 - rho)^2`` of
+the dense product and the rest of the block ``1 - rho``. KV cache rule (what makes cached decoding equal the
+full forward): every token still writes its latent to the routed layer's cache, with a visibility flag
+(``KVCache.key_valid``) that is False when it skipped; attention hides flagged keys from every other query. So a
+layer's cache holds one entry per position (``crop(n)`` stays a slice) and a token's key never depends on a
+later decision. With the predictor deciding in both the full forward and the step-by-step decode, the two
+compute the same function. With block-sparse attention a routed layer does not compact (the block layout needs
+the position grid): it runs the block-sparse product over every position with the skipped keys hidden and keeps
+the routed queries' rows, so there Mixture-of-Depths saves only the rest of the block.
 
-The block is passed in as a callable ``block(x, route) -> delta``: it sees all tokens ``x`` (B, N, D)
-to build keys and values, and returns the residual update ``(B, k, D)`` for the routed tokens
-``route.index`` only. See :class:`Route`.
+The block is passed in as a callable ``block(x, route) -> delta``: it sees all tokens ``x`` (B, N, D) and
+returns the residual update ``(B, k, D)`` for the routed tokens ``route.index`` only. See :class:`Route`.
 """
 
 from __future__ import annotations
@@ -42,11 +46,13 @@ class Route:
     index: (B, k) positions of the entering tokens in increasing order; in predictor mode rows may enter
         different numbers of tokens and shorter rows are padded with skipped positions.
     weight: (B, k) sigmoid router scores. valid: (B, k) False on padding (the block's output there is dropped).
+    all_valid: True when no row is padded (top-k routing), so callers can skip masking.
     """
 
     index: torch.Tensor
     weight: torch.Tensor
     valid: torch.Tensor
+    all_valid: bool = False
 
     def gather(self, x: torch.Tensor) -> torch.Tensor:
         """Entering tokens of ``x``: (B, N, D) -> (B, k, D)."""
@@ -106,7 +112,7 @@ class DepthRouter(nn.Module):
         else:
             raise ValueError(f"mode must be 'topk' or 'predictor', got {mode!r}.")
         weight = torch.sigmoid(logits.gather(1, index)).to(x.dtype)  # (B, k)
-        return Route(index=index, weight=weight, valid=valid), loss
+        return Route(index=index, weight=weight, valid=valid, all_valid=mode == "topk"), loss
 
     @torch.no_grad()
     def _track_threshold(self, guess: torch.Tensor) -> None:

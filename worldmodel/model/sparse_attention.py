@@ -54,11 +54,27 @@ def _check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_size:
                          f"got q_offset={q_offset}.")
 
 
-def block_means(k: torch.Tensor, block_size: int) -> torch.Tensor:
-    """Mean key of each *complete* block: (B, H, N, D) -> (B, H, N // block_size, D)."""
+def visible_keys(q_pos: torch.Tensor, n_keys: int, key_valid: torch.Tensor | None) -> torch.Tensor:
+    """Boolean attention mask `(B or 1, 1, M, S)`: the query at position `q_pos` ((M,) or per row (B, M)) sees key
+    `j` iff `j <= q_pos` and (`key_valid[:, j]` or `j == q_pos`); every query sees at least its own key."""
+    j = torch.arange(n_keys, device=q_pos.device)
+    q_pos = q_pos if q_pos.dim() == 2 else q_pos[None]  # (B or 1, M)
+    mask = j <= q_pos[..., None]  # (B or 1, M, S)
+    if key_valid is not None:
+        mask = mask & (key_valid[:, None, :] | (j == q_pos[..., None]))
+    return mask[:, None]
+
+
+def block_means(k: torch.Tensor, block_size: int, key_valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean key of each *complete* block: (B, H, N, D) -> (B, H, N // block_size, D); with `key_valid (B, N)`
+    the mean of its visible keys only (0 for a block with none)."""
     B, H, N, D = k.shape
     n_full = N // block_size
-    return k[:, :, : n_full * block_size].reshape(B, H, n_full, block_size, D).mean(dim=3)
+    blocks = k[:, :, : n_full * block_size].reshape(B, H, n_full, block_size, D)
+    if key_valid is None:
+        return blocks.mean(dim=3)
+    w = key_valid[:, : n_full * block_size].reshape(B, 1, n_full, block_size, 1).to(k.dtype)
+    return (blocks * w).sum(dim=3) / w.sum(dim=3).clamp(min=1)
 
 
 def select_blocks(anchors: torch.Tensor, anchor_blocks: torch.Tensor, means: torch.Tensor, top_k: int) -> torch.Tensor:
@@ -88,7 +104,7 @@ def crop_selection(selection: torch.Tensor, length: int, block_size: int) -> tor
     return selection[:, :, : math.ceil(length / block_size)]
 
 
-def _selection_table(q, k, block_size, top_k, q_offset, selection):
+def _selection_table(q, k, block_size, top_k, q_offset, selection, key_valid):
     """Selection rows for every block up to the last query: earlier rows from ``selection``, new ones computed."""
     B, H, M, _ = q.shape
     n_total = math.ceil(k.shape[2] / block_size)
@@ -103,11 +119,11 @@ def _selection_table(q, k, block_size, top_k, q_offset, selection):
         known = q.new_empty((B, H, 0, top_k), dtype=torch.long)
     new_blocks = torch.arange(n_known, n_total, device=q.device)  # (n_new,)
     anchors = q[:, :, new_blocks * block_size - q_offset]  # (B, H, n_new, D)
-    fresh = select_blocks(anchors, new_blocks, block_means(k, block_size), top_k)
+    fresh = select_blocks(anchors, new_blocks, block_means(k, block_size, key_valid), top_k)
     return torch.cat([known, fresh], dim=2)  # (B, H, n_total, top_k)
 
 
-def _gather_attention(q, k, v, block_size, table, q_offset, scale):
+def _gather_attention(q, k, v, block_size, table, q_offset, scale, key_valid):
     """Attend each query block to its gathered key blocks only (no dense N x N product).
 
     Query blocks ``i < top_k + 2`` have at most ``top_k`` candidates, so they keep every earlier block: their
@@ -121,8 +137,9 @@ def _gather_attention(q, k, v, block_size, table, q_offset, scale):
     parts = []
     if split > 0:
         end = q_offset + split
+        valid = None if key_valid is None else key_valid[:, :end]
         parts.append(dense_causal_attention(q[:, :, :split], k[:, :, :end], v[:, :, :end], q_offset=q_offset,
-                                            scale=scale))  # fmt: skip
+                                            scale=scale, key_valid=valid))  # fmt: skip
     if split == M:
         return torch.cat(parts, dim=2)
     q, q_offset, M = q[:, :, split:], q_offset + split, M - split
@@ -145,12 +162,18 @@ def _gather_attention(q, k, v, block_size, table, q_offset, scale):
 
     mask = torch.ones(bs, S * bs, dtype=torch.bool, device=q.device)  # (bs, S * bs): causal in the local slot
     mask[:, -bs:] = torch.ones(bs, bs, dtype=torch.bool, device=q.device).tril()
+    if key_valid is not None:  # hidden keys (Mixture-of-Depths): gather their flags too; each query keeps itself
+        own = torch.zeros(bs, S * bs, dtype=torch.bool, device=q.device)
+        own[:, -bs:] = torch.eye(bs, dtype=torch.bool, device=q.device)
+        valid_blocks = F.pad(key_valid, (0, pad_k)).reshape(B, 1, n_kb, bs).expand(B, H, n_kb, bs)
+        valid_sel = valid_blocks.reshape(B * H * n_kb, bs)[flat].reshape(B * H, n_qb, 1, S * bs)
+        mask = mask & (valid_sel | own)  # (BH, n_qb, bs, S * bs)
     out = F.scaled_dot_product_attention(q_blocks, k_sel, v_sel, attn_mask=mask, scale=scale)  # (BH, n_qb, bs, Dv)
     parts.append(out.reshape(B, H, n_qb * bs, Dv)[:, :, lead : lead + M])
     return torch.cat(parts, dim=2)
 
 
-def _flex_attention(q, k, v, block_size, table, scale):
+def _flex_attention(q, k, v, block_size, table, scale, key_valid):
     """The same block pattern as a flex_attention BlockMask (full layout only)."""
     from torch.nn.attention.flex_attention import BlockMask, flex_attention
 
@@ -182,10 +205,21 @@ def _flex_attention(q, k, v, block_size, table, scale):
     def selected_causal(b, h, q_idx, kv_idx):
         return (q_idx >= kv_idx) & allowed[b, h, q_idx // block_size, kv_idx // block_size]
 
-    block_mask = BlockMask.from_kv_blocks(
-        kv_num, kv_idx.to(torch.int32), full_num.to(torch.int32), full_idx.to(torch.int32),
-        BLOCK_SIZE=block_size, mask_mod=selected_causal, seq_lengths=(N, N),
-    )
+    if key_valid is None:
+        block_mask = BlockMask.from_kv_blocks(
+            kv_num, kv_idx.to(torch.int32), full_num.to(torch.int32), full_idx.to(torch.int32),
+            BLOCK_SIZE=block_size, mask_mod=selected_causal, seq_lengths=(N, N),
+        )
+    else:  # hidden keys: no block is full any more, the mask_mod runs on every kept block
+
+        def selected_causal_visible(b, h, q_idx, kv_idx):
+            return selected_causal(b, h, q_idx, kv_idx) & (key_valid[b, kv_idx] | (q_idx == kv_idx))
+
+        partial = torch.cat([local, full_idx[..., : n_b - 1]], dim=-1)  # local block, then the valid full ones
+        block_mask = BlockMask.from_kv_blocks(
+            (kv_num + full_num).to(torch.int32), partial.to(torch.int32), BLOCK_SIZE=block_size,
+            mask_mod=selected_causal_visible, seq_lengths=(N, N),
+        )
     return _compiled_flex(q, k, v, block_mask=block_mask, scale=scale)
 
 
@@ -200,6 +234,7 @@ def block_sparse_attention(
     selection: torch.Tensor | None = None,
     scale: float | None = None,
     backend: Backend = "gather",
+    key_valid: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Causal block-sparse attention.
 
@@ -215,14 +250,18 @@ def block_sparse_attention(
         scale: softmax scale, default ``1 / sqrt(Dk)``.
         backend: ``"gather"`` (plain PyTorch, skips unselected blocks, any ``q_offset``) or ``"flex"``
             (``torch.compile``d flex_attention with a BlockMask; full forward only).
+        key_valid: optional (B, N) bool; keys marked False are hidden from every query but their own
+            (Mixture-of-Depths: tokens that skipped the layer) and left out of the block means.
 
     Returns:
         (out (B, H, M, Dv), selection (B, H, ceil(N / block_size), top_k)) — keep the table for decoding.
     """
     _check_inputs(q, k, v, block_size, top_k, q_offset)
-    table = _selection_table(q, k, block_size, top_k, q_offset, selection)
+    if key_valid is not None and key_valid.shape != (k.shape[0], k.shape[2]):
+        raise ValueError(f"key_valid must be (B, N) = {(k.shape[0], k.shape[2])}, got {tuple(key_valid.shape)}.")
+    table = _selection_table(q, k, block_size, top_k, q_offset, selection, key_valid)
     if backend == "gather":
-        out = _gather_attention(q, k, v, block_size, table, q_offset, scale)
+        out = _gather_attention(q, k, v, block_size, table, q_offset, scale, key_valid)
     elif backend == "flex":
         if q_offset != 0:
             raise ValueError(f"backend 'flex' supports the full forward only (q_offset 0), got q_offset={q_offset}.")
@@ -230,19 +269,26 @@ def block_sparse_attention(
             # Measured with torch 2.14.1: compiled CPU flex kernels are wrong for block sizes 8, 24, 40, even
             # with a plain causal mask, and right for every multiple of 16 tried (16 .. 128).
             raise ValueError(f"backend 'flex' needs a block_size that is a multiple of 16, got {block_size}.")
-        out = _flex_attention(q, k, v, block_size, table, scale)
+        out = _flex_attention(q, k, v, block_size, table, scale, key_valid)
     else:
         raise ValueError(f"backend must be 'gather' or 'flex', got {backend!r}.")
     return out, table
 
 
 def dense_causal_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, q_offset: int = 0, scale: float | None = None
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    q_offset: int = 0,
+    scale: float | None = None,
+    key_valid: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Reference dense causal attention with queries at ``q_offset ..`` (bottom-right aligned): (B, H, M, Dv)."""
+    """Reference dense causal attention with queries at ``q_offset ..`` (bottom-right aligned): (B, H, M, Dv).
+
+    ``key_valid (B, N)`` hides keys as in :func:`block_sparse_attention`."""
     M, N = q.shape[2], k.shape[2]
-    if q_offset == 0 and M == N:
+    if q_offset == 0 and M == N and key_valid is None:
         return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
     q_pos = torch.arange(q_offset, q_offset + M, device=q.device)
-    mask = q_pos[:, None] >= torch.arange(N, device=q.device)[None, :]  # (M, N)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=visible_keys(q_pos, N, key_valid), scale=scale)
