@@ -26,19 +26,7 @@ from torch import nn
 
 from .cache import KVCache, SparseKVCache
 from .rope import apply_rope
-from .sparse_attention import block_sparse_attention, visible_keys
-
-
-def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, scale: float) -> torch.Tensor:
-    """`scaled_dot_product_attention` (causal when `mask` is None) with values zero-padded to the query/key head
-    dim for more than one query: MLA's value heads are narrower than its query/key heads, and the fused (flash)
-    kernels need equal widths, otherwise a slower unfused path runs (about 20 % on CPU)."""
-    dv = v.shape[-1]
-    pad = q.shape[2] > 1 and dv < q.shape[-1]
-    if pad:
-        v = F.pad(v, (0, q.shape[-1] - dv))
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None, scale=scale)
-    return out[..., :dv] if pad else out
+from .sparse_attention import block_sparse_attention, sdpa, visible_keys
 
 
 def dense_causal_attention(

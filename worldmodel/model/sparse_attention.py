@@ -54,6 +54,21 @@ def _check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_size:
                          f"got q_offset={q_offset}.")
 
 
+def sdpa(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, scale: float | None
+) -> torch.Tensor:
+    """``scaled_dot_product_attention`` (causal when ``mask`` is None) with values zero-padded to the query/key
+    head dim for more than one query: MLA's value heads are narrower than its query/key heads, and the fused
+    (flash) kernels need equal widths, otherwise a slower unfused path runs (about 20 % on CPU at 320 tokens; at
+    16K tokens the unfused path materialises the whole score matrix)."""
+    dv = v.shape[-1]
+    pad = q.shape[2] > 1 and dv < q.shape[-1]
+    if pad:
+        v = F.pad(v, (0, q.shape[-1] - dv))
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None, scale=scale)
+    return out[..., :dv] if pad else out
+
+
 def visible_keys(q_pos: torch.Tensor, n_keys: int, key_valid: torch.Tensor | None) -> torch.Tensor:
     """Boolean attention mask `(B or 1, 1, M, S)`: the query at position `q_pos` ((M,) or per row (B, M)) sees key
     `j` iff `j <= q_pos` and (`key_valid[:, j]` or `j == q_pos`); every query sees at least its own key."""
@@ -168,7 +183,7 @@ def _gather_attention(q, k, v, block_size, table, q_offset, scale, key_valid):
         valid_blocks = F.pad(key_valid, (0, pad_k)).reshape(B, 1, n_kb, bs).expand(B, H, n_kb, bs)
         valid_sel = valid_blocks.reshape(B * H * n_kb, bs)[flat].reshape(B * H, n_qb, 1, S * bs)
         mask = mask & (valid_sel | own)  # (BH, n_qb, bs, S * bs)
-    out = F.scaled_dot_product_attention(q_blocks, k_sel, v_sel, attn_mask=mask, scale=scale)  # (BH, n_qb, bs, Dv)
+    out = sdpa(q_blocks, k_sel, v_sel, mask, scale)  # (BH, n_qb, bs, Dv)
     parts.append(out.reshape(B, H, n_qb * bs, Dv)[:, :, lead : lead + M])
     return torch.cat(parts, dim=2)
 
@@ -289,6 +304,6 @@ def dense_causal_attention(
     ``key_valid (B, N)`` hides keys as in :func:`block_sparse_attention`."""
     M, N = q.shape[2], k.shape[2]
     if q_offset == 0 and M == N and key_valid is None:
-        return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
+        return sdpa(q, k, v, None, scale)
     q_pos = torch.arange(q_offset, q_offset + M, device=q.device)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=visible_keys(q_pos, N, key_valid), scale=scale)
+    return sdpa(q, k, v, visible_keys(q_pos, N, key_valid), scale)
