@@ -8,7 +8,10 @@ MLP on the token's own state, trained with BCE against the top-k decisions on de
 decides instead when decoding: a token enters iff its predictor logit exceeds ``threshold``, a running
 ``rho``-quantile of the predictor's logits over training batches (so about ``1 - rho`` of the tokens
 enter even while the predictor has only learned the ``1 - rho`` prior; a fixed threshold of 0 then lets
-every token in). The threshold is a fixed number at decoding time, so the decision stays causal.
+every token in). The threshold is a fixed number at decoding time, so the decision stays causal. The running
+quantile is a short EMA (momentum 0.5): while the predictor knows little more than the prior its logits sit in
+a narrow band that drifts as it trains, and a long average lagged far enough behind to let almost every token
+in at evaluation (measured: 2 % skipped with momentum 0.9, 16 % with 0.5, for rho 0.3).
 
 Attention rule (as in the Mixture-of-Depths paper): a routed layer's attention runs among the entering tokens
 only; a token that skips the layer is neither a query nor a key there. Training compacts the entering tokens
@@ -83,7 +86,7 @@ class DepthRouter(nn.Module):
         self.predictor = nn.Sequential(nn.Linear(dim, hidden), nn.SiLU(), nn.Linear(hidden, 1))
         self.register_buffer("threshold", torch.zeros(()))  # predictor logit above which a token enters
         self.register_buffer("threshold_steps", torch.zeros((), dtype=torch.long))
-        self.threshold_momentum = 0.9
+        self.threshold_momentum = 0.5
 
     def capacity(self, n: int) -> int:
         """Tokens entering the block out of ``n`` under top-k routing: ``n - round(rho * n)``, at least 1."""
