@@ -95,13 +95,17 @@ class Experts(nn.Module):
         return torch.zeros_like(x, dtype=ys.dtype).index_add_(0, token, ys)  # (T, D)
 
     def _few_tokens(self, x: torch.Tensor, routing: Routing, active: torch.Tensor) -> torch.Tensor:
-        """Decoding (a token or two, no grad): gather each slot's expert weights and run all slots as one batched
-        product, with no sort, count or host sync. x (T, D) -> (T, D)."""
-        w13 = self.w13[routing.indices].to(x.dtype)  # (T, k, 2H, D)
-        w2 = self.w2[routing.indices].to(x.dtype)  # (T, k, D, H)
-        gate, up = torch.einsum("td,tkhd->tkh", x, w13).chunk(2, dim=-1)  # (T, k, H) each
-        weight = (routing.weights * active).to(x.dtype)[..., None]  # (T, k, 1), 0 on inactive slots
-        return torch.einsum("tkh,tkdh->td", F.silu(gate) * up * weight, w2)  # (T, D)
+        """Decoding (a token or two, no grad): run every expert on the few tokens, reading the weights in place
+        (one product for all experts' gate/up, one batched product for their down projections), and mix them with
+        the routing weights, 0 for unselected experts. No gather of weights, sort, count or host sync: at
+        ``T * k <= E`` the extra expert rows cost less than copying the chosen experts' weights. x (T, D) -> (T, D).
+        """
+        T, E = x.shape[0], self.n_experts
+        mix = x.new_zeros(T, E).scatter_add_(1, routing.indices, (routing.weights * active).to(x.dtype))  # (T, E)
+        w13 = self.w13.to(x.dtype)  # (E, 2H, D)
+        gate, up = (x @ w13.view(E * 2 * self.hidden, -1).t()).view(T, E, 2, self.hidden).unbind(2)  # (T, E, H)
+        h = (F.silu(gate) * up * mix[..., None]).transpose(0, 1)  # (E, T, H)
+        return torch.bmm(h, self.w2.to(x.dtype).transpose(1, 2)).sum(0)  # (E, T, D) -> (T, D)
 
 
 class MoE(nn.Module):
