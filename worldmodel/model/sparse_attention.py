@@ -37,6 +37,7 @@ import torch.nn.functional as F
 Backend = Literal["gather", "flex"]
 
 _compiled_flex = None
+PAD_MIN_QUERIES = 32  # see sdpa
 
 
 def _check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_size: int, top_k: int, q_offset: int):
@@ -58,11 +59,12 @@ def sdpa(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, scale: float | None
 ) -> torch.Tensor:
     """``scaled_dot_product_attention`` (causal when ``mask`` is None) with values zero-padded to the query/key
-    head dim for more than one query: MLA's value heads are narrower than its query/key heads, and the fused
-    (flash) kernels need equal widths, otherwise a slower unfused path runs (about 20 % on CPU at 320 tokens; at
-    16K tokens the unfused path materialises the whole score matrix)."""
+    head dim for ``PAD_MIN_QUERIES`` queries or more: MLA's value heads are narrower than its query/key heads, and
+    the fused (flash) kernels need equal widths, otherwise a slower unfused path runs (about 20 % slower on CPU at
+    320 tokens; at 16K tokens it materialises the whole score matrix). Padding copies every value, so a few
+    decoding queries against a long cache skip it."""
     dv = v.shape[-1]
-    pad = q.shape[2] > 1 and dv < q.shape[-1]
+    pad = q.shape[2] >= PAD_MIN_QUERIES and dv < q.shape[-1]
     if pad:
         v = F.pad(v, (0, q.shape[-1] - dv))
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None, scale=scale)

@@ -134,7 +134,8 @@ def speculative_generate(target: CausalLM, draft: CausalLM, prefix: torch.Tensor
         proposals, q = [], []
         for _ in range(k):
             probs = token_probs(draft(pending, draft_cache)[:, -1], sampling)  # (B, V)
-            token = sample_tokens(probs, generator)  # (B,)
+            greedy = sampling.temperature == 0  # probs is one-hot: its argmax is the sample, no RNG call
+            token = probs.argmax(dim=-1) if greedy else sample_tokens(probs, generator)  # (B,)
             proposals.append(token)
             q.append(probs)
             pending = token[:, None]
