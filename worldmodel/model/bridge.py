@@ -15,13 +15,14 @@ from .text_encoder import padding_attention_mask
 class TextContext:
     """Encoded prompts: `states (B, L, Dt)` and `mask (B, L)` (True = real token; an all-False row = no text).
 
-    `kv` memoises each bridge's text keys and values when gradients are off, so that decoding, which calls
-    the model once per token with the same context, projects the text only once per bridge.
+    `kv` memoises each bridge's text keys and values (with the key mask and the has-text flags) when gradients
+    are off, so that decoding, which calls the model once per token with the same context, projects the text
+    only once per bridge.
     """
 
     states: torch.Tensor
     mask: torch.Tensor
-    kv: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict, repr=False, compare=False)
+    kv: dict[nn.Module, tuple[torch.Tensor, ...]] = field(default_factory=dict, repr=False, compare=False)
 
 
 class GatedCrossAttention(nn.Module):
@@ -55,10 +56,11 @@ class GatedCrossAttention(nn.Module):
         q = self.q(self.norm(x)).view(bsz, n, self.n_heads, -1).transpose(1, 2)  # (B, H, N, dh)
         if torch.is_grad_enabled():
             k, v = self.text_kv(text.states)
-        else:  # decoding calls once per token with the same context: project the text once
+            key_mask, has_text = padding_attention_mask(text.mask), text.mask.any(dim=-1)
+        else:  # decoding calls once per token with the same context: project the text (and mask it) once
             if self not in text.kv:
-                text.kv[self] = self.text_kv(text.states)
-            k, v = text.kv[self]
-        attn = F.scaled_dot_product_attention(q, k, v, attn_mask=padding_attention_mask(text.mask))  # (B, H, N, dh)
-        has_text = text.mask.any(dim=-1).to(x.dtype)[:, None, None]  # (B, 1, 1)
-        return torch.tanh(self.gate).to(x.dtype) * self.out(attn.transpose(1, 2).reshape(bsz, n, dim)) * has_text
+                text.kv[self] = (*self.text_kv(text.states), padding_attention_mask(text.mask), text.mask.any(dim=-1))
+            k, v, key_mask, has_text = text.kv[self]
+        attn = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)  # (B, H, N, dh)
+        scale = torch.tanh(self.gate).to(x.dtype) * has_text.to(x.dtype)[:, None, None]  # (B, 1, 1); 0 without text
+        return self.out(attn.transpose(1, 2).reshape(bsz, n, dim)) * scale
