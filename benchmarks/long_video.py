@@ -26,7 +26,8 @@ Every ratio compares two runs in the same process. Writes ``benchmarks/results/l
   shared; ``mod_train_speedup_wall`` is the median wall-clock ratio of paired steps). Goal >= 1.3x.
   ``mod_train_speedup_short_clips``: the same ratio on the 321-token clips of the quality runs below.
 - ``mod_val_loss_change``: relative change of the validation loss after the same number of steps (predictor
-  routing, as used when generating), mean over 3 seeds (model init and batch order; ``_min``/``_max`` give the
+  routing, as used when generating, with thresholds calibrated on 64 training clips by
+  ``WorldModel.calibrate_depth_routers``), mean over 3 seeds (model init and batch order; ``_min``/``_max`` give the
   spread, which is large at this training length). Goal <= 1 %. Tiny task: next-code prediction on 5x8x8 code
   grids made from simulated physics episodes (each 8x8 patch of every 4th frame -> its mean colour, 4 levels per
   channel = 64 codes), 150 steps of batch 8 on 512 episodes, validation on 64; the model is
@@ -192,11 +193,16 @@ class _Trainer:
         self.cpu: list[float] = []
         self.wall: list[float] = []
 
+    def inputs(self, codes: torch.Tensor, captions: list[str]):
+        """(input ids (B, N) = BOS + codes shifted right, encoded captions)."""
+        targets = codes.flatten(1)  # (B, N)
+        ids = torch.cat([torch.full_like(targets[:, :1], self.model.bos_token_id), targets[:, :-1]], dim=1)
+        return ids, self.model.encode_text(*self.text.encode(captions))
+
     def _loss(self, codes: torch.Tensor, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor, float]:
         """(cross-entropy, aux loss, mean share of tokens skipping the routed layers or 0)."""
         targets = codes.flatten(1)  # (B, N)
-        ids = torch.cat([torch.full_like(targets[:, :1], self.model.bos_token_id), targets[:, :-1]], dim=1)
-        out = self.model(ids, self.model.encode_text(*self.text.encode(captions)))
+        out = self.model(*self.inputs(codes, captions))
         skipped = [v.item() for key, v in out.stats.items() if key.endswith("mod_skipped_share")]
         ce = F.cross_entropy(out.logits.flatten(0, 1), targets.flatten())
         return ce, out.aux_loss, sum(skipped) / max(1, len(skipped))
@@ -264,6 +270,8 @@ def mod_quality(quick: bool) -> tuple[list[dict], _Trainer, tuple[torch.Tensor, 
         dense, routed = _Trainer(_tiny_config(), seed=seed), _Trainer(_routed_config(), seed=seed)
         _lockstep(dense, routed, train_codes, train_captions, steps, batch, seed)
         cpu = [cpu[0] + sum(dense.cpu[1:]), cpu[1] + sum(routed.cpu[1:])]
+        with torch.no_grad():  # predictor thresholds set on 64 training clips (the running one can lag)
+            routed.model.calibrate_depth_routers(*routed.inputs(train_codes[:64], train_captions[:64]))
         loss_dense, _ = dense.val_loss(*val, batch)
         loss_routed, skipped = routed.val_loss(*val, batch)
         loss_topk, _ = routed.val_loss(*val, batch, topk=True)

@@ -193,6 +193,20 @@ def test_world_model_pruned_share_is_the_configured_rho(rho):
     assert model.blocks[1].depth_router.predictor[0].weight.grad.abs().sum() > 0
 
 
+def test_calibrated_predictor_skips_the_configured_share():
+    model = _model(mod_rho=0.3)
+    for block in model.blocks[1:]:
+        block.depth_router.threshold.fill_(-5.0)  # a stale threshold: (almost) every token enters
+    ids, text = _ids_and_text(model)
+    with torch.no_grad():
+        assert model(ids, text).stats["layer1/mod_skipped_share"].item() < 0.1
+        thresholds = model.calibrate_depth_routers(ids, text)
+        stats = model(ids, text).stats
+    assert sorted(thresholds) == [1, 2] and not model.training
+    for layer in (1, 2):
+        assert stats[f"layer{layer}/mod_skipped_share"].item() == pytest.approx(0.3, abs=0.02)
+
+
 @pytest.mark.parametrize("sparse", [False, True])
 def test_world_model_routed_layers_are_causal_and_cached_decoding_equals_full_forward(sparse):
     extra = dict(attention_impl="block_sparse", sparse_block_size=4, sparse_top_k=2) if sparse else {}

@@ -185,6 +185,30 @@ class WorldModel(ModelMixin, ConfigMixin):
         """(layer index, MoE) for every MoE layer."""
         return [(i, b.ffn) for i, b in enumerate(self.blocks) if isinstance(b.ffn, MoE)]
 
+    @torch.no_grad()
+    def calibrate_depth_routers(self, input_ids: torch.Tensor, text: TextContext | None = None) -> dict[int, float]:
+        """Set each Mixture-of-Depths layer's predictor threshold to the `mod_rho`-quantile of its logits on
+        `input_ids (B, N)`, so that about `mod_rho` of such tokens skip it when generating (the running threshold
+        kept during training can lag the predictor). Layer by layer, in eval-mode routing, since a layer's input
+        depends on the decisions before it. Returns {layer: threshold}."""
+        was_training = self.training
+        self.eval()
+        thresholds: dict[int, float] = {}
+        for i, block in enumerate(self.blocks):
+            router = block.depth_router
+            if router is None:
+                continue
+            logits: list[torch.Tensor] = []
+            hook = router.predictor.register_forward_hook(lambda _m, _a, out, seen=logits: seen.append(out.flatten()))
+            try:
+                self(input_ids, text, router_stats=False)
+            finally:
+                hook.remove()
+            router.threshold.fill_(torch.quantile(torch.cat(logits).float(), router.rho).item())
+            thresholds[i] = router.threshold.item()
+        self.train(was_training)
+        return thresholds
+
     def update_router_biases(self) -> None:
         """One balancing-bias step for every router (call once per optimiser step, on every process)."""
         for _, moe in self.moe_layers():
