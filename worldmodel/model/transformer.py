@@ -46,7 +46,8 @@ class WorldModel(ModelMixin, ConfigMixin):
     Long videos: `attention_impl="block_sparse"` makes every layer's attention block-sparse (blocks of
     `sparse_block_size` tokens, `sparse_top_k` chosen blocks + the first and the local one); layers listed in
     `mod_layers` route tokens around the block (Mixture-of-Depths, `mod_rho` of the tokens skip it in training,
-    a causal predictor decides in eval mode). Both are off by default.
+    a causal predictor decides in eval mode; `calibrate_depth_routers` sets its thresholds on data after
+    training). Both are off by default.
     `max_seq_len = latent_frames * latent_height * latent_width + 1` (BOS included).
     """
 
