@@ -60,8 +60,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: 4K and 16K only")
     args = parser.parse_args()
-    if not torch.cuda.is_available():
-        raise SystemExit("benchmarks/long_video_gpu.py needs a CUDA GPU; run benchmarks/long_video.py on CPU.")
+    if not torch.cuda.is_available():  # `make bench` runs every script: skip, keeping the committed GPU figures
+        print("benchmarks/long_video_gpu.py: no CUDA GPU here, skipped (the CPU figures are benchmarks/long_video.py)")
+        return
 
     def flex(q, k, v):
         return block_sparse_attention(q, k, v, BLOCK, TOP_K, backend="flex")[0]
