@@ -17,11 +17,7 @@ TINY = dict(
 
 def make_model(**overrides) -> WorldModel:
     torch.manual_seed(0)
-    model = WorldModel(**{**TINY, **overrides}).eval()
-    for block in model.blocks:  # open the bridges so that text matters
-        if block.bridge is not None:
-            torch.nn.init.constant_(block.bridge.gate, 0.7)
-    return model
+    return WorldModel(**{"bridge_gate_init": 0.7, **TINY, **overrides}).eval()
 
 
 def sequence(model: WorldModel, batch: int = 2, seed: int = 0) -> torch.Tensor:
@@ -87,10 +83,7 @@ def test_bos_and_video_positions_on_the_3d_grid():
 
 
 def test_with_gates_at_zero_the_output_ignores_the_text():
-    model = make_model()
-    for block in model.blocks:
-        if block.bridge is not None:
-            torch.nn.init.zeros_(block.bridge.gate)
+    model = make_model(bridge_gate_init=0.0)
     ids = sequence(model)
     with torch.no_grad():
         a = model(ids, text_for(model, ["a red ball falls", "x"])).logits
@@ -180,6 +173,21 @@ def test_bad_configs_raise_clear_errors(overrides, message):
 def _prompts(model: WorldModel):
     ids, mask = ByteTokenizer(model.config.max_text_len).encode(["a red ball falls", ""])
     return model.encode_text(ids, mask)
+
+
+def test_fresh_bridges_pass_gradient_to_their_projections():
+    """A bridge gate at 0 blocks every gradient into the bridge's projections (the shipped model's bridges stayed
+    shut through 3000 steps that way); the default init must let a fresh model learn from the text."""
+    torch.manual_seed(0)
+    model = WorldModel(**TINY)
+    ids = sequence(model)
+    loss = model(ids, text_for(model, ["a red ball falls", "two blue balls collide"])).logits.logsumexp(-1).mean()
+    loss.backward()
+    for block in model.blocks:
+        if block.bridge is not None:
+            for proj in (block.bridge.q, block.bridge.kv, block.bridge.out):
+                assert proj.weight.grad.abs().max() > 1e-6
+    assert model.text_encoder.embed.weight.grad.abs().max() > 1e-6
 
 
 def test_decoding_projects_the_text_once_per_bridge_with_the_same_logits():

@@ -12,21 +12,12 @@ TINY_WORLD = dict(latent_frames=3, latent_height=4, latent_width=4, max_text_len
                   moe_topk_groups=1, text_d_model=16, text_layers=1, text_heads=2)
 
 
-def _open_bridges(model: WorldModel) -> WorldModel:
-    """Random init leaves the text bridges shut (gate 0); open them as training would, so text matters."""
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if name.endswith("gate"):
-                param.fill_(1.0)
-    return model
-
-
 @pytest.fixture(scope="session")
 def tiny_parts():
     """(tokenizer, world model, draft model): 32x32 frames, 3 latent frames of 4x4 codes, 16 codes."""
     torch.manual_seed(0)
     tokenizer = VideoTokenizer(channels=(8, 8, 8), patch_size=4, fsq_levels=(4, 4))
-    world = _open_bridges(WorldModel(codebook_size=tokenizer.codebook_size, **TINY_WORLD))
-    draft = _open_bridges(WorldModel(codebook_size=tokenizer.codebook_size, **{**TINY_WORLD, "n_layers": 1}))
+    world = WorldModel(codebook_size=tokenizer.codebook_size, **TINY_WORLD)  # bridges start open
+    draft = WorldModel(codebook_size=tokenizer.codebook_size, **{**TINY_WORLD, "n_layers": 1})
     return tokenizer.eval(), world.eval(), draft.eval()
 

@@ -26,12 +26,17 @@ class TextContext:
 
 
 class GatedCrossAttention(nn.Module):
-    """`x + tanh(gate) * CrossAttn(RMSNorm(x), text)`, gate initialised at 0 so a fresh bridge is the identity.
+    """`x + tanh(gate) * CrossAttn(RMSNorm(x), text)`.
+
+    `gate_init` 0 makes a fresh bridge the identity (Flamingo: for adding text to a trained model), but then its
+    projections get no gradient until the gate itself moves, which a weak text signal may never do; a model
+    trained from scratch starts it open (1.0, tanh 0.76).
 
     Rows whose text mask is all False get exactly zero cross-attention output (unconditional), without NaN.
     """
 
-    def __init__(self, d_model: int, text_dim: int, n_heads: int, norm_eps: float = 1e-6) -> None:
+    def __init__(self, d_model: int, text_dim: int, n_heads: int, norm_eps: float = 1e-6,
+                 gate_init: float = 0.0) -> None:
         super().__init__()
         if d_model % n_heads:
             raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads}) for the bridge.")
@@ -40,7 +45,7 @@ class GatedCrossAttention(nn.Module):
         self.q = nn.Linear(d_model, d_model, bias=False)
         self.kv = nn.Linear(text_dim, 2 * d_model, bias=False)
         self.out = nn.Linear(d_model, d_model, bias=False)
-        self.gate = nn.Parameter(torch.zeros(1))
+        self.gate = nn.Parameter(torch.full((1,), float(gate_init)))
 
     def text_kv(self, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Text keys and values `(B, H, L, dh)` each from `states (B, L, Dt)`."""

@@ -42,7 +42,9 @@ class WorldModel(ModelMixin, ConfigMixin):
     """MoE world-model backbone (see the module docstring and DESIGN.md "The backbone in one paragraph").
 
     Layers `0 .. n_dense_layers - 1` use a dense SwiGLU FFN of width `dense_hidden`, the rest a `MoE`.
-    Layers listed in `bridge_layers` (None = every layer) get a gated cross-attention to the text states.
+    Layers listed in `bridge_layers` (None = every layer) get a gated cross-attention to the text states, its
+    gate starting at `bridge_gate_init` (open: the whole model trains from scratch; a gate at 0 passes no
+    gradient to the bridge's projections, and such bridges stayed shut through 3000 training steps).
     Long videos: `attention_impl="block_sparse"` makes every layer's attention block-sparse (blocks of
     `sparse_block_size` tokens, `sparse_top_k` chosen blocks + the first and the local one); layers listed in
     `mod_layers` route tokens around the block (Mixture-of-Depths, `mod_rho` of the tokens skip it in training,
@@ -88,6 +90,7 @@ class WorldModel(ModelMixin, ConfigMixin):
         moe_entropy_weight: float = 0.0,
         moe_dispatch: str = "auto",
         bridge_layers: list[int] | None = None,
+        bridge_gate_init: float = 1.0,
         text_d_model: int = 128,
         text_layers: int = 2,
         text_heads: int = 4,
@@ -122,7 +125,7 @@ class WorldModel(ModelMixin, ConfigMixin):
                     moe_shared_experts, moe_score_func, moe_route_scale, moe_top_p, moe_capacity_factor,
                     moe_bias_update_speed, moe_seq_aux_weight, moe_z_loss_weight, moe_entropy_weight, moe_dispatch,
                 )  # fmt: skip
-            bridge = GatedCrossAttention(d_model, text_d_model, n_heads, norm_eps) if i in bridges else None
+            bridge = GatedCrossAttention(d_model, text_d_model, n_heads, norm_eps, bridge_gate_init) if i in bridges else None
             router = DepthRouter(d_model, mod_rho) if i in (mod_layers or []) else None
             self.blocks.append(Block(attn, ffn, bridge, d_model, norm_eps, router))
         self.norm = nn.RMSNorm(d_model, eps=norm_eps)
@@ -152,7 +155,7 @@ class WorldModel(ModelMixin, ConfigMixin):
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
-        """GPT-style init: normal(0, 0.02) for linear, embedding, router and expert weights (bridge gates stay 0)."""
+        """GPT-style init: normal(0, 0.02) for linear, embedding, router and expert weights (bridge gates keep their init)."""
         if isinstance(module, nn.Linear | nn.Embedding | Router):
             nn.init.normal_(module.weight, std=0.02)
         elif isinstance(module, Experts):
