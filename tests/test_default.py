@@ -12,8 +12,8 @@ from worldmodel.pipelines import DEFAULT_CHECKPOINT, PhysicsRolloutPipeline, Tex
 # Codes 16-31 (where the ball is) and the sum of all 128 codes of `pipe("a red ball falls and bounces", num_frames=5,
 # generator=seed 0, output_type="latent")` with the shipped weights. If a change to the model or the sampler moves
 # these, it changed what users get.
-EXPECTED_CODES = [425, 425, 425, 418, 424, 850, 433, 426, 425, 425, 425, 424, 210, 727, 817, 426]
-EXPECTED_SUM = 57737
+EXPECTED_CODES = [426, 625, 67, 374, 532, 432, 116, 865, 426, 625, 275, 398, 547, 624, 624, 817]
+EXPECTED_SUM = 57691
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +42,30 @@ def test_fixed_seed_regression_slice(pipe):
     assert codes.shape == (1, 2, 8, 8)
     assert codes.flatten()[16:32].tolist() == EXPECTED_CODES
     assert int(codes.sum()) == EXPECTED_SUM
+
+
+def test_shipped_world_model_reads_the_caption(pipe):
+    """The true caption makes the true first frame likelier than the same caption with another colour named (the
+    bridges are open and learned something; a shut bridge makes the two equal)."""
+    from worldmodel.datasets import simulate
+    from worldmodel.datasets.palette import COLOR_NAMES
+    from worldmodel.tokenizers.text import ByteTokenizer
+
+    model, text = pipe.world_model, ByteTokenizer(pipe.world_model.config.max_text_len)
+    gains = []
+    for seed, scenario in enumerate(("uniform", "parabola", "bounce")):
+        episode = simulate(scenario, "val", seed)
+        caption = episode.captions[0]
+        named = next(c for c in COLOR_NAMES if f" {c} " in caption)
+        other = COLOR_NAMES[(COLOR_NAMES.index(named) + 4) % len(COLOR_NAMES)]
+        with torch.no_grad():
+            codes = pipe.tokenizer.encode(torch.from_numpy(episode.frames[:1])[None]).flatten(1)  # (1, 64)
+            ids = torch.cat([torch.full_like(codes[:, :1], model.bos_token_id), codes[:, :-1]], dim=1)
+            nll = [torch.nn.functional.cross_entropy(model(ids, model.encode_text(*text.encode([c]))).logits[0],
+                                                     codes[0]).item()
+                   for c in (caption, caption.replace(f" {named} ", f" {other} "))]
+        gains.append(nll[1] - nll[0])
+    assert min(gains) > 0.05, f"naming the wrong colour should make the true first frame less likely: {gains}"
 
 
 def test_shipped_draft_model_speculation_equals_plain_greedy_decoding(pipe):
