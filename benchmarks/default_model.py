@@ -1,6 +1,6 @@
 """The shipped default, scored the way issue 7's results table asks, on held-out simulator episodes.
 
-    python benchmarks/default_model.py [--episodes 20] [--prompts 10] [--fvd-clips 16] [--threads 2] [--quick]
+    python benchmarks/default_model.py [--episodes 20] [--prompts 50] [--fvd-clips 16] [--threads 2] [--quick]
 
 - Physics rollouts (first 5 frames given, 17 frames in all) on ``test_id`` and ``test_ood`` episodes
   (scenarios in turn): PhyWorld velocity error (world units/s) and the physics score of the model, of the
@@ -60,7 +60,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default=None, help="pipeline folder (default: the packaged default)")
     parser.add_argument("--episodes", type=int, default=20, help="rollout episodes per split")
-    parser.add_argument("--prompts", type=int, default=10, help="text-to-video prompts")
+    parser.add_argument("--prompts", type=int, default=50, help="text-to-video prompts")
     parser.add_argument("--fvd-clips", type=int, default=16, help="clips per side for FVD (0: skip)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 episodes, 2 prompts, no FVD")
