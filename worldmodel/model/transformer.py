@@ -125,7 +125,9 @@ class WorldModel(ModelMixin, ConfigMixin):
                     moe_shared_experts, moe_score_func, moe_route_scale, moe_top_p, moe_capacity_factor,
                     moe_bias_update_speed, moe_seq_aux_weight, moe_z_loss_weight, moe_entropy_weight, moe_dispatch,
                 )  # fmt: skip
-            bridge = GatedCrossAttention(d_model, text_d_model, n_heads, norm_eps, bridge_gate_init) if i in bridges else None
+            bridge = None
+            if i in bridges:
+                bridge = GatedCrossAttention(d_model, text_d_model, n_heads, norm_eps, bridge_gate_init)
             router = DepthRouter(d_model, mod_rho) if i in (mod_layers or []) else None
             self.blocks.append(Block(attn, ffn, bridge, d_model, norm_eps, router))
         self.norm = nn.RMSNorm(d_model, eps=norm_eps)
@@ -155,7 +157,7 @@ class WorldModel(ModelMixin, ConfigMixin):
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
-        """GPT-style init: normal(0, 0.02) for linear, embedding, router and expert weights (bridge gates keep their init)."""
+        """GPT-style init: normal(0, 0.02) for linear, embedding, router and expert weights (gates keep their init)."""
         if isinstance(module, nn.Linear | nn.Embedding | Router):
             nn.init.normal_(module.weight, std=0.02)
         elif isinstance(module, Experts):
