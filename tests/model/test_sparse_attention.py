@@ -21,35 +21,39 @@ def _qkv(B=2, H=3, N=100, D=16, Dv=None, seed=0):
     return q, k, v
 
 
-def _pattern_mask(table: torch.Tensor, N: int, block_size: int) -> torch.Tensor:
-    """Dense (B, H, N, N) mask of what each query may see: first block, selected blocks, causal local block."""
+def _pattern_mask(table: torch.Tensor, N: int, block_size: int, block_offset: int = 0) -> torch.Tensor:
+    """Dense (B, H, N, N) mask of what each query may see: first block, selected blocks, causal local block;
+    block boundaries at ``block_offset + i * block_size``."""
     B, H, n_b, _ = table.shape
     allowed = torch.zeros(B, H, n_b, n_b + 1, dtype=torch.bool)
     allowed.scatter_(-1, table.clamp(min=-1) % (n_b + 1), True)  # -1 lands in the spare last column
     allowed = allowed[..., :n_b]
     allowed[..., 0] = True
     allowed |= torch.eye(n_b, dtype=torch.bool)
-    block = torch.arange(N) // block_size
+    block = (torch.arange(N) + (-block_offset) % block_size) // block_size
     mask = allowed[:, :, block][:, :, :, block]  # (B, H, N, N)
     return mask & torch.ones(N, N, dtype=torch.bool).tril()
 
 
+@pytest.mark.parametrize("block_offset", [0, 1, 5])
 @pytest.mark.parametrize("N,block_size,Dv", [(100, 8, 16), (64, 16, 24), (33, 32, 16), (5, 8, 16)])
-def test_equals_dense_when_every_block_is_kept(N, block_size, Dv):
+def test_equals_dense_when_every_block_is_kept(N, block_size, Dv, block_offset):
     q, k, v = _qkv(N=N, Dv=Dv)
-    top_k = max(0, math.ceil(N / block_size) - 2)
-    out, table = block_sparse_attention(q, k, v, block_size, top_k)
+    n_blocks = math.ceil((N + (-block_offset) % block_size) / block_size)
+    top_k = max(0, n_blocks - 2)
+    out, table = block_sparse_attention(q, k, v, block_size, top_k, block_offset=block_offset)
     torch.testing.assert_close(out, dense_causal_attention(q, k, v), atol=1e-5, rtol=1e-5)
-    assert table.shape == (2, 3, math.ceil(N / block_size), top_k)
+    assert table.shape == (2, 3, n_blocks, top_k)
 
 
+@pytest.mark.parametrize("block_offset", [0, 1])
 @pytest.mark.parametrize("backend", ["gather", "flex"])
-def test_hidden_keys_match_the_masked_dense_reference(backend):
+def test_hidden_keys_match_the_masked_dense_reference(backend, block_offset):
     """Mixture-of-Depths hides skipped tokens' keys: every block kept equals dense attention with those keys
     masked (each query still sees its own key); block means leave hidden keys out."""
     q, k, v = _qkv(N=96)
     valid = torch.rand(2, 96, generator=torch.Generator().manual_seed(1)) < 0.7
-    out, _ = block_sparse_attention(q, k, v, 16, 4, key_valid=valid, backend=backend)
+    out, _ = block_sparse_attention(q, k, v, 16, 5, key_valid=valid, backend=backend, block_offset=block_offset)
     ref = dense_causal_attention(q, k, v, key_valid=valid)
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
     own = torch.eye(96, dtype=torch.bool)
@@ -60,12 +64,13 @@ def test_hidden_keys_match_the_masked_dense_reference(backend):
     torch.testing.assert_close(means[:, :, 2], expect)
 
 
-def test_matches_masked_dense_reference_and_its_gradients():
+@pytest.mark.parametrize("block_offset", [0, 1, 5])
+def test_matches_masked_dense_reference_and_its_gradients(block_offset):
     q, k, v = _qkv(N=96)
     for t in (q, k, v):
         t.requires_grad_(True)
-    out, table = block_sparse_attention(q, k, v, 8, 2)
-    ref = F.scaled_dot_product_attention(q, k, v, attn_mask=_pattern_mask(table, 96, 8))
+    out, table = block_sparse_attention(q, k, v, 8, 2, block_offset=block_offset)
+    ref = F.scaled_dot_product_attention(q, k, v, attn_mask=_pattern_mask(table, 96, 8, block_offset))
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
     g = torch.randn_like(out)
     grads = torch.autograd.grad(out, (q, k, v), g)
@@ -93,30 +98,34 @@ def test_unselected_blocks_are_never_touched():
     torch.testing.assert_close(tail, out[:, :, 113:])
 
 
-def test_causal():
+@pytest.mark.parametrize("block_offset", [0, 1])
+def test_causal(block_offset):
     q, k, v = _qkv(N=90)
-    out, _ = block_sparse_attention(q, k, v, 8, 2)
-    for p in (1, 8, 9, 45, 89):
+    out, _ = block_sparse_attention(q, k, v, 8, 2, block_offset=block_offset)
+    for p in (1, 2, 8, 9, 45, 89):
         q2, k2, v2 = q.clone(), k.clone(), v.clone()
         for t in (q2, k2, v2):
             t[:, :, p:] = torch.randn_like(t[:, :, p:]) * 5
-        out2, _ = block_sparse_attention(q2, k2, v2, 8, 2)
+        out2, _ = block_sparse_attention(q2, k2, v2, 8, 2, block_offset=block_offset)
         torch.testing.assert_close(out2[:, :, :p], out[:, :, :p], atol=0, rtol=0)
 
 
-def test_cached_decoding_equals_full_forward():
+@pytest.mark.parametrize("block_offset", [0, 1, 3])
+def test_cached_decoding_equals_full_forward(block_offset):
     q, k, v = _qkv(N=75, Dv=8)
-    full, table = block_sparse_attention(q, k, v, 8, 2)
+    full, table = block_sparse_attention(q, k, v, 8, 2, block_offset=block_offset)
     steps, selection = [], None
     for p in range(75):
         o, selection = block_sparse_attention(
-            q[:, :, p : p + 1], k[:, :, : p + 1], v[:, :, : p + 1], 8, 2, q_offset=p, selection=selection
+            q[:, :, p : p + 1], k[:, :, : p + 1], v[:, :, : p + 1], 8, 2, q_offset=p, selection=selection,
+            block_offset=block_offset,
         )
         steps.append(o)
     torch.testing.assert_close(torch.cat(steps, dim=2), full, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(selection, table)
     # A verify chunk after rolling the cache back (speculative decoding), crossing block boundaries.
-    chunk, _ = block_sparse_attention(q[:, :, 30:], k, v, 8, 2, q_offset=30, selection=crop_selection(table, 30, 8))
+    chunk, _ = block_sparse_attention(q[:, :, 30:], k, v, 8, 2, q_offset=30, block_offset=block_offset,
+                                      selection=crop_selection(table, 30, 8, block_offset))
     torch.testing.assert_close(chunk, full[:, :, 30:], atol=1e-6, rtol=1e-5)
 
 
@@ -132,13 +141,16 @@ def test_bad_inputs_raise_clear_errors():
         block_sparse_attention(q, k, v, 8, 2, backend="flex")
     with pytest.raises(ValueError, match="backend"):
         block_sparse_attention(q, k, v, 8, 2, backend="triton")
+    with pytest.raises(ValueError, match="block_offset"):
+        block_sparse_attention(q, k, v, 8, 2, block_offset=9)
 
 
 @pytest.mark.slow
-def test_flex_backend_matches_gather():
+@pytest.mark.parametrize("block_offset", [0, 1])
+def test_flex_backend_matches_gather(block_offset):
     q, k, v = _qkv(N=200)
-    out, _ = block_sparse_attention(q, k, v, 16, 3)
-    flex, _ = block_sparse_attention(q, k, v, 16, 3, backend="flex")
+    out, _ = block_sparse_attention(q, k, v, 16, 3, block_offset=block_offset)
+    flex, _ = block_sparse_attention(q, k, v, 16, 3, backend="flex", block_offset=block_offset)
     torch.testing.assert_close(flex, out, atol=1e-5, rtol=1e-5)
 
 
@@ -173,6 +185,20 @@ def test_world_model_block_sparse_equals_dense_when_every_block_is_kept():
     ids = _ids(dense)
     with torch.no_grad():
         torch.testing.assert_close(sparse(ids).logits, dense(ids).logits, atol=1e-5, rtol=1e-5)
+
+
+def test_world_model_blocks_are_latent_frames_after_bos():
+    """BOS is block 0 on its own, so blocks of h * w codes are latent frames: with top_k 0 the first code of frame 1
+    sees BOS and itself only (frame 0, a whole earlier block, is skipped), while the last code of frame 0 sees
+    all of frame 0 (its local block)."""
+    model = _model(attention_impl="block_sparse", sparse_block_size=16, sparse_top_k=0, n_layers=1)
+    ids = _ids(model)
+    changed = ids.clone()
+    changed[:, 1:16] = (changed[:, 1:16] + 7) % model.config.codebook_size  # frame 0 but its last code
+    with torch.no_grad():
+        before, after = model(ids).logits, model(changed).logits
+    torch.testing.assert_close(after[:, 17], before[:, 17], atol=0, rtol=0)  # first code of frame 1
+    assert not torch.allclose(after[:, 16], before[:, 16])  # last code of frame 0
 
 
 def test_world_model_block_sparse_is_causal_and_cached_decoding_equals_full_forward():

@@ -10,8 +10,9 @@ step costs O(S * r) on the cache rather than expanding all S cached latents per 
 result up to float rounding.
 
 The attention product itself is one function (`dense_causal_attention`) chosen by the `attention_product`
-attribute. With `sparse_block_size > 0` it is block-sparse instead (`sparse_attention.py`); the key blocks chosen
-per query block are kept in the KV cache (`SparseKVCache.selections`) so that cached decoding makes the same choice.
+attribute. With `sparse_block_size > 0` it is block-sparse instead (`sparse_attention.py`, blocks starting at
+`sparse_block_offset + i * sparse_block_size`); the key blocks chosen per query block are kept in the KV
+cache (`SparseKVCache.selections`) so that cached decoding makes the same choice.
 `query_index` (Mixture-of-Depths) computes the output only for some tokens while every token writes its K/V.
 """
 
@@ -63,9 +64,11 @@ class MultiHeadLatentAttention(nn.Module):
         norm_eps: float = 1e-6,
         sparse_block_size: int = 0,
         sparse_top_k: int = 0,
+        sparse_block_offset: int = 0,
     ) -> None:
         super().__init__()
         self.sparse_block_size, self.sparse_top_k = sparse_block_size, sparse_top_k  # block size 0: dense
+        self.sparse_block_offset = sparse_block_offset  # blocks start at offset + i * block_size
         self.n_heads = n_heads
         self.kv_lora_rank = kv_lora_rank
         self.qk_nope_head_dim = qk_nope_head_dim
@@ -143,7 +146,7 @@ class MultiHeadLatentAttention(nn.Module):
             selection = cache.selections[layer] if cache is not None else None
             out, selection = block_sparse_attention(
                 q, k, v, self.sparse_block_size, self.sparse_top_k, q_offset=offset, selection=selection,
-                scale=self.scale, key_valid=key_valid,
+                scale=self.scale, key_valid=key_valid, block_offset=self.sparse_block_offset,
             )  # (B, H, N, dv)
             if cache is not None:
                 cache.selections[layer] = selection

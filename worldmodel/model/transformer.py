@@ -46,7 +46,8 @@ class WorldModel(ModelMixin, ConfigMixin):
     gate starting at `bridge_gate_init` (open: the whole model trains from scratch; a gate at 0 passes no
     gradient to the bridge's projections, and such bridges stayed shut through 3000 training steps).
     Long videos: `attention_impl="block_sparse"` makes every layer's attention block-sparse (blocks of
-    `sparse_block_size` tokens, `sparse_top_k` chosen blocks + the first and the local one); layers listed in
+    `sparse_block_size` tokens, `sparse_top_k` chosen blocks + the first and the local one; BOS is block 0 on its
+    own, so blocks of `latent_height * latent_width` codes are latent frames); layers listed in
     `mod_layers` route tokens around the block (Mixture-of-Depths, `mod_rho` of the tokens skip it in training,
     a causal predictor decides in eval mode; `calibrate_depth_routers` sets its thresholds on data after
     training). Both are off by default.
@@ -115,7 +116,7 @@ class WorldModel(ModelMixin, ConfigMixin):
         for i in range(n_layers):
             attn = MultiHeadLatentAttention(
                 d_model, n_heads, kv_lora_rank, qk_nope_head_dim, qk_rope_head_dim, v_head_dim, q_lora_rank, norm_eps,
-                sparse_block_size if sparse else 0, sparse_top_k,
+                sparse_block_size if sparse else 0, sparse_top_k, sparse_block_offset=1,  # BOS alone in block 0
             )
             if i < n_dense_layers:
                 ffn: FeedForward | MoE = FeedForward(d_model, dense_hidden)
