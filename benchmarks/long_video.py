@@ -1,6 +1,6 @@
 """Long-video efficiency: block-sparse attention speed/fidelity and Mixture-of-Depths training cost.
 
-    python benchmarks/long_video.py [--quick] [--threads 2] [--shipped-cosines-only]
+    python benchmarks/long_video.py [--quick] [--threads 2] [--only attention|shipped-cosines]
 
 Every ratio compares two runs in the same process. Writes ``benchmarks/results/long_video.json`` (not with
 ``--quick``, a smoke run of a few minutes).
@@ -439,17 +439,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: smaller sizes, fewer steps")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--shipped-cosines-only", action="store_true",
-                        help="rerun only the cosines on the shipped model (after retraining it) and update those rows")
+    parser.add_argument("--only", choices=["attention", "shipped-cosines"],
+                        help="rerun one part (the attention kernels, or the cosines on the shipped model after "
+                             "retraining it) and replace its rows in the existing JSON")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    if args.shipped_cosines_only:
+    if args.only:
         import json
 
         old = json.loads(RESULTS.read_text())
-        results = [r for r in old["results"] if not r["name"].startswith("cosine_shipped_model")]
-        results += long_trained_cosines(args.quick)
-        args.threads = old["threads"]  # the other rows' setting; the cosines do not depend on it
+        fresh = attention_results(args.quick) if args.only == "attention" else long_trained_cosines(args.quick)
+        names = {r["name"] for r in fresh}
+        results = [r for r in old["results"] if r["name"] not in names] + fresh
+        if args.only != "attention":
+            args.threads = old["threads"]  # the other rows' setting; the cosines do not depend on it
     else:
         results = attention_results(args.quick)
         torch.set_num_threads(1)  # training on one thread: CPU time then measures work, not waiting for cores

@@ -207,8 +207,9 @@ def _gather_attention(q, k, v, block_size, table, q_offset, scale, key_valid, pa
     return torch.cat(parts, dim=2)
 
 
-def _flex_attention(q, k, v, block_size, table, scale, key_valid):
-    """The same block pattern as a flex_attention BlockMask (full layout only)."""
+def _flex_attention(q, k, v, block_size, table, scale, key_valid, pad=0):
+    """The same block pattern as a flex_attention BlockMask (full layout only). The first ``pad`` keys (inside
+    block 0) are padding: block 0 then becomes a masked block, and a padding query sees only itself."""
     from torch.nn.attention.flex_attention import BlockMask, flex_attention
 
     global _compiled_flex
@@ -221,23 +222,30 @@ def _flex_attention(q, k, v, block_size, table, scale, key_valid):
     full = torch.cat([first, table], dim=-1)  # (B, H, n_b, 1 + top_k)
     full_valid = full >= 0
     full_valid[:, :, 0, 0] = False
+    if pad:  # block 0 holds padding: masked, not full
+        full_valid[..., 0] = False
     # Stable sort moves valid entries to the front, as BlockMask expects.
     order = (~full_valid).to(torch.int8).argsort(dim=-1, stable=True)
     full_idx = full.gather(-1, order).clamp(min=0)
     full_num = full_valid.sum(-1)
     full_idx = F.pad(full_idx, (0, n_b - full_idx.shape[-1])) if full_idx.shape[-1] < n_b else full_idx[..., :n_b]
     local = torch.arange(n_b, device=q.device).view(1, 1, n_b, 1).expand(B, H, n_b, 1)
-    kv_idx = F.pad(local, (0, n_b - 1))
+    kv_idx = F.pad(local, (0, n_b - 1)).clone()
     kv_num = torch.ones(B, H, n_b, dtype=torch.int32, device=q.device)
+    if pad and n_b > 1:  # masked blocks: the local one, then block 0
+        kv_idx[:, :, 1:, 1] = 0
+        kv_num[:, :, 1:] = 2
 
     # The mask_mod states the whole pattern, so that any path which evaluates it everywhere agrees.
     slot_valid = torch.arange(n_b, device=q.device) < full_num[..., None]  # (B, H, n_b, n_b)
     allowed = torch.zeros(B, H, n_b, n_b, dtype=torch.int32, device=q.device)  # (B, H, q block, kv block)
     allowed = allowed.scatter_add(-1, full_idx, slot_valid.to(torch.int32)) > 0
     allowed |= torch.eye(n_b, dtype=torch.bool, device=q.device)
+    allowed[..., 0] = True
 
     def selected_causal(b, h, q_idx, kv_idx):
-        return (q_idx >= kv_idx) & allowed[b, h, q_idx // block_size, kv_idx // block_size]
+        causal = (q_idx >= kv_idx) & ((kv_idx >= pad) | (q_idx == kv_idx))
+        return causal & allowed[b, h, q_idx // block_size, kv_idx // block_size]
 
     if key_valid is None:
         block_mask = BlockMask.from_kv_blocks(
@@ -249,7 +257,7 @@ def _flex_attention(q, k, v, block_size, table, scale, key_valid):
         def selected_causal_visible(b, h, q_idx, kv_idx):
             return selected_causal(b, h, q_idx, kv_idx) & (key_valid[b, kv_idx] | (q_idx == kv_idx))
 
-        partial = torch.cat([local, full_idx[..., : n_b - 1]], dim=-1)  # local block, then the valid full ones
+        partial = torch.cat([kv_idx[..., : 1 + (pad > 0)], full_idx[..., : n_b - 1]], dim=-1)[..., :n_b]
         block_mask = BlockMask.from_kv_blocks(
             (kv_num + full_num).to(torch.int32), partial.to(torch.int32), BLOCK_SIZE=block_size,
             mask_mod=selected_causal_visible, seq_lengths=(N, N),
@@ -313,11 +321,8 @@ def block_sparse_attention(
             # Measured with torch 2.14.1: compiled CPU flex kernels are wrong for block sizes 8, 24, 40, even
             # with a plain causal mask, and right for every multiple of 16 tried (16 .. 128).
             raise ValueError(f"backend 'flex' needs a block_size that is a multiple of 16, got {block_size}.")
-        if pad:  # padding queries too (flex wants N x N); the padding keys are hidden, their rows dropped
-            q = F.pad(q, (0, 0, pad, 0))
-            if key_valid is None:
-                key_valid = (torch.arange(k.shape[2], device=k.device) >= pad).expand(k.shape[0], k.shape[2])
-        out = _flex_attention(q, k, v, block_size, table, scale, key_valid)[:, :, pad:]
+        q = F.pad(q, (0, 0, pad, 0))  # padding queries too (flex wants N x N); their rows are dropped
+        out = _flex_attention(q, k, v, block_size, table, scale, key_valid, pad)[:, :, pad:]
     else:
         raise ValueError(f"backend must be 'gather' or 'flex', got {backend!r}.")
     return out, table
