@@ -41,8 +41,8 @@ class TinyPreset:
     tokenizer_lr: float = 5e-4
     train_episodes: int = 8192
     holdout_episodes: int = 256  # the last train episodes, kept out of world-model training for validation
-    worldmodel_steps: int = 3000
-    worldmodel_max_time: str = "00:00:52:00"
+    worldmodel_steps: int = 5600
+    worldmodel_max_time: str = "00:01:35:00"
     draft_steps: int = 1500  # 0: no draft model (speculative decoding can still use the free frame-copy draft)
     draft_max_time: str = "00:00:15:00"
     worldmodel_batch_size: int = 16
