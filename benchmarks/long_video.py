@@ -8,9 +8,10 @@ Every ratio compares two runs in the same process. Writes ``benchmarks/results/l
 - ``attention_speedup_{4k,16k,64k}``: causal attention forward + backward, block-sparse (plain-PyTorch gather
   path, block 64, top-8 + first + local block, ``block_offset=1`` as the world model calls it) over
   ``torch.nn.functional.scaled_dot_product_attention(is_causal=True)``, B=1, 2 heads, head dim 64, fp32. Goal
-  >= 3x at 16K. ``flex_fwd_speedup_*``: the same pattern through ``torch.compile(flex_attention)`` with a
-  BlockMask, forward only (flex has no CPU backward in torch 2.14.1), beside ``gather_fwd_speedup_*`` (4K and
-  16K; compile time excluded).
+  >= 3x at 16K; ``attention_speedup_16k_top16`` / ``_top32`` keep 16 / 32 blocks (the settings of the
+  shipped-model cosine rows below). ``flex_fwd_speedup_*``: the same pattern through
+  ``torch.compile(flex_attention)`` with a BlockMask, forward only (flex has no CPU backward in torch 2.14.1),
+  beside ``gather_fwd_speedup_*`` (4K and 16K; compile time excluded).
 - ``cosine_shipped_model_16k_top8``: output cosine (block-sparse vs dense, mean over layers, heads and tokens) on the
   q, k, v of every layer of the shipped world model (``worldmodel/assets/default``), run on 16,385 tokens: the codes
   of one 1021-frame simulated ``test_id`` episode per scenario (256 latent frames) encoded by the shipped
@@ -106,6 +107,11 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
     return F.cosine_similarity(a.flatten(0, -2).double(), b.flatten(0, -2).double(), dim=-1).mean().item()
 
 
+def _sparse_top(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, top_k: int) -> torch.Tensor:
+    """Block-sparse attention in the model's layout (block 64) keeping ``top_k`` selected blocks."""
+    return block_sparse_attention(q, k, v, 64, top_k, block_offset=BLOCK_OFFSET)[0]
+
+
 def attention_results(quick: bool) -> list[dict]:
     """Speed of block-sparse vs SDPA at 4K/16K/64K, plus cosine on synthetic local activations at 16K."""
     block, top_k, heads, dim = 64, 8, 2, 64
@@ -146,6 +152,11 @@ def attention_results(quick: bool) -> list[dict]:
                  "higher_is_better": True},
             ]  # fmt: skip
         if n == 16384:
+            for more in () if quick else (16, 32):  # the kept-block counts of the shipped-model cosine rows
+                t_more = _time(_fwd_bwd(partial(_sparse_top, top_k=more), q, k, v), reps)
+                print(f"attention {tag:>4}, top {more}: x{t_dense / t_more:5.2f}")
+                results.append({"name": f"attention_speedup_{tag}_top{more}", "value": t_dense / t_more, "unit": "x",
+                                "goal": None, "higher_is_better": True})  # fmt: skip
             with torch.no_grad():
                 cos = cosine(sparse(q, k, v), dense_causal_attention(q, k, v))
             print(f"cosine on synthetic local activations at 16k: {cos:.4f}")
