@@ -36,6 +36,10 @@ Every ratio compares two runs in the same process. Writes ``benchmarks/results/l
   (each 8x8 patch of every 4th frame -> its mean colour, 4 levels per channel = 64 codes), 300 steps of batch 8
   on 512 episodes (AdamW, lr 1e-3, 20 warm-up steps, cosine decay to 10 %), validation on 64; the model is
   configs/worldmodel-tiny.yaml at half width (d_model 128) so that the runs fit a shared 2-core machine.
+- ``one_layer_fewer_val_loss_change`` / ``one_layer_fewer_train_speedup_short_clips``: a plain baseline trained on
+  the same batches in the same runs, the dense model with its last layer removed (what MoD should beat).
+- ``attention_mass_beyond_trained_reach_16k_layer*``: share of the dense attention of the last 256 queries that
+  lands on keys more than 320 positions back (further than any offset in the shipped model's training clips).
 """
 
 from __future__ import annotations
@@ -255,14 +259,15 @@ class _Trainer:
         return sum(r[0].item() for r in runs) / len(runs), sum(r[2] for r in runs) / len(runs)
 
 
-def _lockstep(dense: _Trainer, routed: _Trainer, codes: torch.Tensor, captions: list[str], steps: int, batch: int,
+def _lockstep(trainers: tuple[_Trainer, ...], codes: torch.Tensor, captions: list[str], steps: int, batch: int,
               seed: int) -> None:  # fmt: skip
-    """Train both models on the same batches, alternating which goes first (to share load noise)."""
+    """Train the models on the same batches, rotating which goes first (to share load noise)."""
     order = torch.randperm(len(codes), generator=torch.Generator().manual_seed(seed))
     for step in range(steps + 1):  # the first step warms up allocators and is not counted in the timings
         pick = order[(step * batch + torch.arange(batch)) % len(order)]
         caps = [captions[i] for i in pick]
-        for trainer in (dense, routed) if step % 2 == 0 else (routed, dense):
+        turn = step % len(trainers)
+        for trainer in trainers[turn:] + trainers[:turn]:
             trainer.step(codes[pick], caps)
 
 
@@ -272,7 +277,7 @@ def mod_speed(quick: bool) -> list[dict]:
     steps, frames = (2, 9) if quick else (10, SPEED_LATENT_FRAMES)
     codes, captions = video_codes(16, "train", 2, latent_frames=frames)
     dense, routed = _Trainer(_tiny_config(frames), seed=0), _Trainer(_routed_config(frames), seed=0)
-    _lockstep(dense, routed, codes, captions, steps, 8, seed=0)
+    _lockstep((dense, routed), codes, captions, steps, 8, seed=0)
     speedup = sum(dense.cpu[1:]) / sum(routed.cpu[1:])
     wall = (torch.tensor(dense.wall[1:]) / torch.tensor(routed.wall[1:])).median().item()
     n = codes[0].numel()
@@ -293,21 +298,26 @@ def mod_quality(quick: bool) -> tuple[list[dict], _Trainer, tuple[torch.Tensor, 
     rows, cpu, first_dense = [], [0.0, 0.0], None
     for seed in seeds:
         dense, routed = _Trainer(_tiny_config(), seed, steps + 1), _Trainer(_routed_config(), seed, steps + 1)
-        _lockstep(dense, routed, train_codes, train_captions, steps, batch, seed)
+        shallow = _Trainer(_tiny_config(n_layers=_tiny_config()["n_layers"] - 1), seed, steps + 1)
+        _lockstep((dense, routed, shallow), train_codes, train_captions, steps, batch, seed)
         cpu = [cpu[0] + sum(dense.cpu[1:]), cpu[1] + sum(routed.cpu[1:])]
         with torch.no_grad():  # predictor thresholds set on 64 training clips (the running one can lag)
             routed.model.calibrate_depth_routers(*routed.inputs(train_codes[:64], train_captions[:64]))
         loss_dense, _ = dense.val_loss(*val, batch)
         loss_routed, skipped = routed.val_loss(*val, batch)
         loss_topk, _ = routed.val_loss(*val, batch, topk=True)
-        rows.append((loss_dense, loss_routed, loss_topk, skipped, (loss_routed - loss_dense) / loss_dense))
+        loss_shallow, _ = shallow.val_loss(*val, batch)
+        rows.append((loss_dense, loss_routed, loss_topk, skipped, (loss_routed - loss_dense) / loss_dense,
+                     (loss_shallow - loss_dense) / loss_dense, sum(dense.cpu[1:]) / sum(shallow.cpu[1:])))
         print(f"seed {seed}, {steps} steps: validation loss dense {loss_dense:.4f}  MoD {loss_routed:.4f} (predictor "
-              f"skips {100 * skipped:.0f} %, top-k routing {loss_topk:.4f})  change {100 * rows[-1][4]:+.2f} %")
+              f"skips {100 * skipped:.0f} %, top-k routing {loss_topk:.4f})  change {100 * rows[-1][4]:+.2f} %; "
+              f"one layer fewer {loss_shallow:.4f} ({100 * rows[-1][5]:+.2f} %, x{rows[-1][6]:.2f} CPU time)")
         first_dense = first_dense or dense
     mean = [sum(col) / len(col) for col in zip(*rows, strict=True)]
     changes = [r[4] for r in rows]
     print(f"mean over {len(rows)} seeds: change {100 * mean[4]:+.2f} % (min {100 * min(changes):+.2f} %, "
-          f"max {100 * max(changes):+.2f} %); CPU time x{cpu[0] / cpu[1]:5.2f} on 320-code clips")
+          f"max {100 * max(changes):+.2f} %); CPU time x{cpu[0] / cpu[1]:5.2f} on 320-code clips; one layer fewer: "
+          f"{100 * mean[5]:+.2f} %, x{mean[6]:.2f}")
     results = [
         {"name": "mod_train_speedup_short_clips", "value": cpu[0] / cpu[1], "unit": "x", "goal": None,
          "higher_is_better": True},
@@ -322,6 +332,10 @@ def mod_quality(quick: bool) -> tuple[list[dict], _Trainer, tuple[torch.Tensor, 
          "higher_is_better": False},
         {"name": "mod_predictor_skipped_share", "value": mean[3], "unit": "share", "goal": None,
          "higher_is_better": False},
+        {"name": "one_layer_fewer_val_loss_change", "value": mean[5], "unit": "relative", "goal": None,
+         "higher_is_better": False},
+        {"name": "one_layer_fewer_train_speedup_short_clips", "value": mean[6], "unit": "x", "goal": None,
+         "higher_is_better": True},
     ]  # fmt: skip
     return results, first_dense, val
 
@@ -385,6 +399,17 @@ def oracle_selection(q: torch.Tensor, k: torch.Tensor, scale: float | None, bloc
     return top.indices.masked_fill(top.values < 0, -1)
 
 
+def far_attention_mass(q: torch.Tensor, k: torch.Tensor, scale: float, reach: int, queries: int = 256) -> float:
+    """Share of the dense causal attention of the last ``queries`` queries that lands on keys more than ``reach``
+    positions back (mean over heads and queries); q, k (1, H, N, D)."""
+    n = k.shape[2]
+    q_pos = torch.arange(n - queries, n)
+    offset = q_pos[:, None] - torch.arange(n)[None]  # (queries, N)
+    scores = (q[:, :, -queries:] @ k.transpose(-1, -2)).float() * scale  # (1, H, queries, N)
+    probs = scores.masked_fill(offset < 0, float("-inf")).softmax(dim=-1)
+    return (probs * (offset > reach)).sum(-1).mean().item()
+
+
 def long_trained_cosines(quick: bool) -> list[dict]:
     """Block-sparse vs dense output cosine at 16K tokens on the q, k, v of every layer of the shipped world model,
     run on the codes of long simulated episodes (one per scenario) encoded by the shipped tokenizer, with their
@@ -411,6 +436,8 @@ def long_trained_cosines(quick: bool) -> list[dict]:
     for block in model.blocks:
         block.attn.attention_product = capture
     cos: dict[int | str, list[list[float]]] = {top_k: [[] for _ in model.blocks] for top_k in (*top_ks, "oracle")}
+    far: list[list[float]] = [[] for _ in model.blocks]
+    reach = CLIP_LATENT_FRAMES * model.config.latent_height * model.config.latent_width  # longest trained offset
     for seed, scenario in enumerate(SCENARIOS[: 1 if quick else len(SCENARIOS)]):
         episode = simulate(scenario, "test_id", 7_000 + seed, frames=frames)
         with torch.no_grad():
@@ -420,6 +447,7 @@ def long_trained_cosines(quick: bool) -> list[dict]:
             model(ids, text, router_stats=False)
             for layer, (q, k, v, scale) in enumerate(captured):
                 dense = dense_causal_attention(q, k, v, scale=scale)
+                far[layer].append(far_attention_mass(q, k, scale, reach))
                 for top_k in top_ks:
                     sparse = block_sparse_attention(q, k, v, block_size, top_k, scale=scale,
                                                     block_offset=BLOCK_OFFSET)[0]
@@ -431,6 +459,11 @@ def long_trained_cosines(quick: bool) -> list[dict]:
                 cos["oracle"][layer].append(cosine(oracle, dense))
         captured.clear()
     n, results = ids.shape[1], []
+    far_layer = [sum(f) / len(f) for f in far]
+    print(f"attention mass of the last 256 queries on keys more than {reach} positions back (never seen in "
+          f"training), per layer: {', '.join(f'{f:.3f}' for f in far_layer)}")
+    results += [{"name": f"attention_mass_beyond_trained_reach_{n // 1024}k_layer{i}", "value": f, "unit": "share",
+                 "goal": None, "higher_is_better": False} for i, f in enumerate(far_layer)]  # fmt: skip
     for top_k in (*top_ks, "oracle"):
         per_layer = [sum(c) / len(c) for c in cos[top_k]]
         value = sum(per_layer) / len(per_layer)
