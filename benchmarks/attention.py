@@ -31,9 +31,8 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from machine import machine_name  # noqa: E402
+from machine import machine_name, write_results  # noqa: E402
 
-from worldmodel.io import write_json_atomic  # noqa: E402
 from worldmodel.model import MultiHeadLatentAttention, WorldModel  # noqa: E402
 from worldmodel.model.rope import VideoRoPE  # noqa: E402
 from worldmodel.tokenizers.text import ByteTokenizer  # noqa: E402
@@ -240,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     results += mfu_rows(args.batch, args.seq, args.repeats, device)
     if out is not None:
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else machine_name()
-        write_json_atomic(out, {"machine": name, "threads": args.threads, "native_bf16": native_bf16(device),
+        write_results(out, {"machine": name, "threads": args.threads, "native_bf16": native_bf16(device),
                                 "tokens": args.batch * args.seq, "repeats": args.repeats,
                                 "results": results})  # fmt: skip
         print(f"wrote {out}")

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from machine import machine_name
+from machine import machine_name, write_results
 from torch.utils.data import DataLoader
 
 from worldmodel.datasets import SCENARIOS, PhysicsVideoDataset, SimulatedDataset, generate_dataset
@@ -35,7 +35,6 @@ from worldmodel.datasets.physics import collate_clips
 from worldmodel.datasets.render import render_discs
 from worldmodel.datasets.scenarios import sample_scene
 from worldmodel.datasets.simulator import run_physics, simulate
-from worldmodel.io import write_json_atomic
 from worldmodel.video import write_video
 
 RESULTS = Path(__file__).resolve().parent / "results" / "data.json"
@@ -141,7 +140,7 @@ def main() -> None:
     result = {"machine": machine_name(), "threads": 2, "note": "threads = the most worker processes used",
               "load_average_1_5_15_min": load, "quick": args.quick, "episodes": episodes,
               "frames": 17, "size": 64, "results": rows}
-    write_json_atomic(RESULTS, result)
+    write_results(RESULTS, result)
     print(f"wrote {RESULTS}")
 
 

@@ -1,14 +1,19 @@
 """The shipped default, scored the way issue 7's results table asks, on held-out simulator episodes.
 
-    python benchmarks/default_model.py [--episodes 20] [--prompts 50] [--fvd-clips 16] [--threads 2] [--quick]
+    python benchmarks/default_model.py [--episodes 100] [--prompts 200] [--fvd-clips 16] [--threads 2] [--quick]
 
 - Physics rollouts (first 5 frames given, 17 frames in all) on ``test_id`` and ``test_ood`` episodes
   (scenarios in turn): PhyWorld velocity error (world units/s) and the physics score of the model, of the
   copy-last-frame and constant-velocity baselines, of the tokenizer's reconstruction of the true episode
   (what a model predicting every code right would score: the tokenizer's floor), and the tracker floor (the
   tracker's error on the simulator's own renders).
-- Text adherence of videos generated from held-out captions (colours, counts and motion named in the prompt
-  found in the video).
+- Object permanence (:mod:`worldmodel.evaluation.permanence`): share of checked rollout frames, and of
+  rollouts, whose balls are exactly the true balls, per split and per scenario, for the model, the
+  baselines and the tokenizer's reconstruction. Goals on test_id: >= 0.95 of frames, >= 0.80 of videos.
+- Text adherence of videos generated from held-out captions: strict (every attribute the prompt names holds
+  and every checked frame shows exactly the caption's balls; goal >= 0.90) and the mean share of checks
+  passed; permanence of the generated videos against the caption's episode (goals as for rollouts).
+- Every prediction (model, baselines, reconstructions) is scored from a lossless file.
 - FVD / KVD (Kinetics I3D) of generated clips against simulator clips; needs ``worldmodel evaluate
   fetch-i3d`` once. Compare FVD only at equal N: the standard protocol uses 2048 clips per side.
 - Seconds per generated 17x64x64 clip.
@@ -25,12 +30,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from machine import machine_name
+from machine import machine_name, write_results
 
 from worldmodel.datasets.storage import generate_dataset, read_manifest
-from worldmodel.demo import CONTEXT_FRAMES, write_rollouts, write_text_to_video
+from worldmodel.demo import CONTEXT_FRAMES, adherence_summary, write_rollouts, write_text_to_video
 from worldmodel.evaluation.report import evaluate_physics
-from worldmodel.io import write_json_atomic
 from worldmodel.pipelines import PhysicsRolloutPipeline, TextToVideoPipeline
 from worldmodel.video import read_video
 
@@ -59,8 +63,8 @@ def main() -> None:
     """Run the benchmark and write its JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default=None, help="pipeline folder (default: the packaged default)")
-    parser.add_argument("--episodes", type=int, default=20, help="rollout episodes per split")
-    parser.add_argument("--prompts", type=int, default=50, help="text-to-video prompts")
+    parser.add_argument("--episodes", type=int, default=100, help="rollout episodes per split")
+    parser.add_argument("--prompts", type=int, default=200, help="text-to-video prompts")
     parser.add_argument("--fvd-clips", type=int, default=16, help="clips per side for FVD (0: skip)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 episodes, 2 prompts, no FVD")
@@ -86,28 +90,57 @@ def main() -> None:
                 errors[f"{split}/{kind}"] = velocity
                 results.append(_row(f"{split}_{kind}_velocity_error", velocity, "units/s"))
                 results.append(_row(f"{split}_{kind}_physics_score", report["score"], "score", higher=True))
-                table.append((split, kind, velocity, report["score"]))
+                kept = report["permanence"]
+                model_id = kind == "model" and split == "test_id"
+                results.append(_row(f"{split}_{kind}_frame_permanence", kept["frame_permanence"], "fraction",
+                                    0.95 if model_id else None, True))
+                results.append(_row(f"{split}_{kind}_video_permanence", kept["video_permanence"], "fraction",
+                                    0.80 if model_id else None, True))
+                if kind == "model":
+                    for scenario, figures in report["summary"]["per_scenario"].items():
+                        results.append(_row(f"{split}_model_frame_permanence_{scenario}",
+                                            figures["frame_permanence"], "fraction", higher=True))
+                        results.append(_row(f"{split}_model_velocity_error_{scenario}",
+                                            figures["velocity_error"], "units/s"))
+                table.append((split, kind, velocity, report["score"], kept["frame_permanence"],
+                              kept["video_permanence"]))
             floor = report["tracker_floor"]["velocity"]
             results.append(_row(f"{split}_tracker_floor_velocity_error", floor, "units/s"))
-            table.append((split, "tracker floor (simulator renders)", floor, None))
+            table.append((split, "tracker floor (simulator renders)", floor, None, None, None))
             errors[f"{split}/floor"] = floor
         id_err, ood_err = errors["test_id/model"], errors["test_ood/model"]
         results.append(_row("id_velocity_error_over_tracker_floor", id_err / errors["test_id/floor"], "x", 2.0))
         results.append(_row("ood_over_id_velocity_error", ood_err / id_err, "x", 5.0))
+        for split in ("test_id", "test_ood"):
+            model = errors[f"{split}/model"]
+            results.append(_row(f"{split}_velocity_error_over_constant_velocity",
+                                model / errors[f"{split}/constant_velocity"], "x", 1.0))
+            results.append(_row(f"{split}_velocity_error_over_copy_last", model / errors[f"{split}/copy_last"], "x",
+                                1.0))
+            results.append(_row(f"{split}_velocity_error_over_tokenizer_reconstruction",
+                                model / errors[f"{split}/tokenizer_reconstruction"], "x", 2.0))
 
         prompts = work / "data" / "prompts"
         generate_dataset(prompts, max(args.prompts, args.fvd_clips), 7, "test_id")
         records = read_manifest(prompts)
         start = time.perf_counter()
-        videos, adherence = write_text_to_video(t2v, records[: args.prompts], work / "t2v")
+        videos, adherence = write_text_to_video(t2v, records[: args.prompts], prompts, work / "t2v")
         seconds = (time.perf_counter() - start) / max(1, len(videos))
-        scores = [a["score"] for a in adherence if a["score"] is not None]
-        results.append(_row("text_adherence", float(np.mean(scores)) if scores else None, "fraction", 0.8, True))
+        summary = adherence_summary(adherence)
+        results.append(_row("text_adherence_strict", summary["strict"], "fraction", 0.9, True))
+        results.append(_row("text_adherence_mean_checks", summary["mean_checks"], "fraction", None, True))
+        checked = sum(a["permanence"]["frames_checked"] for a in adherence)
+        passed = sum(a["permanence"]["frames_passed"] for a in adherence)
+        verdicts = [a["permanence"]["video_passed"] for a in adherence if a["permanence"]["video_passed"] is not None]
+        results.append(_row("text_to_video_frame_permanence", passed / checked if checked else None, "fraction",
+                            0.95, True))
+        results.append(_row("text_to_video_video_permanence", float(np.mean(verdicts)) if verdicts else None,
+                            "fraction", 0.80, True))
         results.append(_row("seconds_per_clip_17x64x64", seconds, "s"))
         if args.fvd_clips:
             from worldmodel.evaluation.fvd import video_distances
 
-            fake, _ = write_text_to_video(t2v, records[: args.fvd_clips], work / "fvd", seed=100)
+            fake, _ = write_text_to_video(t2v, records[: args.fvd_clips], prompts, work / "fvd", seed=100)
             real = np.stack([read_video(prompts / r["video"]) for r in records[: args.fvd_clips]])
             dist = video_distances(real, np.stack(fake), progress=True)
             results.append(_row(f"fvd_{args.fvd_clips}_clips", dist["fvd"], "FVD"))
@@ -115,12 +148,16 @@ def main() -> None:
     payload = {"machine": machine_name(),
                "threads": args.threads, "episodes_per_split": args.episodes, "prompts": args.prompts,
                "context_frames": CONTEXT_FRAMES, "results": results}
-    print(f"{'split':9} {'predictor':36} {'velocity err (units/s)':>22} {'score':>7}")
-    for split, kind, velocity, score in table:
-        print(f"{split:9} {kind:36} {velocity:22.3f} {'' if score is None else f'{score:7.3f}'}")
-    for row in results[-6:]:
-        print(f"{row['name']:40} {row['value']} {row['unit']} (goal {row['goal']})")
-    write_json_atomic(args.out, payload)
+    def fmt(value: float | None, width: int) -> str:
+        return " " * width if value is None else f"{value:{width}.3f}"
+
+    print(f"{'split':9} {'predictor':36} {'velocity err (units/s)':>22} {'score':>7} {'perm fr':>8} {'perm vid':>8}")
+    for split, kind, velocity, score, frames, videos in table:
+        print(f"{split:9} {kind:36} {fmt(velocity, 22)} {fmt(score, 7)} {fmt(frames, 8)} {fmt(videos, 8)}")
+    for row in results:
+        if row["goal"] is not None or row["name"].startswith(("text_", "seconds", "fvd", "kvd")):
+            print(f"{row['name']:48} {row['value']} {row['unit']} (goal {row['goal']})")
+    write_results(args.out, payload)
 
 
 if __name__ == "__main__":

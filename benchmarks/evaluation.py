@@ -25,14 +25,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from machine import machine_name
+from machine import machine_name, write_results
 
 from worldmodel.datasets import SCENARIOS, simulate
 from worldmodel.evaluation.baselines import baseline_rollout
 from worldmodel.evaluation.fvd import frechet_distance, i3d_features, preprocess
 from worldmodel.evaluation.i3d_weights import fetch_i3d, load_i3d
 from worldmodel.evaluation.physics import episode_metrics, tracker_floor
-from worldmodel.io import write_json_atomic
 
 RESULTS = Path(__file__).resolve().parent / "results" / "evaluation.json"
 CONTEXT = 5
@@ -107,7 +106,7 @@ def main() -> None:
         value = "n/a" if r["value"] is None else f"{r['value']:.4f}"
         goal = f" (goal {r['goal']})" if r["goal"] is not None else ""
         print(f"{r['name']:44s} {value:>12s}  {r['unit']}{goal}")
-    write_json_atomic(RESULTS, {"machine": machine_name(), "threads": torch.get_num_threads(), "results": results})
+    write_results(RESULTS, {"machine": machine_name(), "threads": torch.get_num_threads(), "results": results})
     print(f"wrote {RESULTS}")
 
 

@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 import yaml
-from machine import machine_name
+from machine import machine_name, write_results
 
 from worldmodel.pipelines import DEFAULT_CHECKPOINT, CheckpointError, TextToVideoPipeline, check_checkpoint
 from worldmodel.pipelines.sampling import GuidedModel, SamplingParams, generate_tokens
@@ -237,9 +237,8 @@ def main() -> None:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         report = {"machine": machine_name(), "threads": args.threads, "clock": args.clock, "checkpoint": source,
                   "tokens_per_clip": num_tokens, "results": results}
-        from worldmodel.io import write_json_atomic
 
-        write_json_atomic(RESULTS, report)
+        write_results(RESULTS, report)
         print(f"wrote {RESULTS}")
     print(json.dumps({r["name"]: round(r["value"], 3) for r in results}))
 

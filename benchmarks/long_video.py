@@ -53,7 +53,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 import yaml
-from machine import machine_name
+from machine import machine_name, write_results
 
 from worldmodel.model.sparse_attention import _gather_attention, block_sparse_attention, dense_causal_attention
 
@@ -519,9 +519,8 @@ def main() -> None:
     out = {"machine": machine_name(),
            "threads": args.threads, "quick": args.quick, "results": results}  # fmt: skip
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    from worldmodel.io import write_json_atomic
 
-    write_json_atomic(RESULTS, out)
+    write_results(RESULTS, out)
     print(f"wrote {RESULTS}")
 
 

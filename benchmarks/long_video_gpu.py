@@ -107,13 +107,12 @@ def main() -> None:
         ]  # fmt: skip
     if args.quick:
         return
-    from machine import machine_name
+    from machine import machine_name, write_results
 
-    from worldmodel.io import write_json_atomic
 
     device = torch.cuda.get_device_name()
     out = {"machine": f"{device}; {machine_name()}", "threads": torch.get_num_threads(), "results": results}
-    write_json_atomic(RESULTS, out)
+    write_results(RESULTS, out)
     print(f"wrote {RESULTS}")
 
 

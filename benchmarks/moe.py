@@ -30,9 +30,8 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from machine import machine_name  # noqa: E402
+from machine import machine_name, write_results  # noqa: E402
 
-from worldmodel.io import write_json_atomic  # noqa: E402
 from worldmodel.model import FeedForward, MoE  # noqa: E402
 
 SHAPES = {
@@ -140,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     if out is not None:
         device = torch.device(args.device)
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else machine_name()
-        write_json_atomic(out, {"machine": name, "threads": args.threads, "device": args.device,
+        write_results(out, {"machine": name, "threads": args.threads, "device": args.device,
                                 "tokens": args.tokens, "repeats": args.repeats, "results": results})  # fmt: skip
         print(f"wrote {out}")
     return 0

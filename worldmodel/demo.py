@@ -69,7 +69,8 @@ def run_demo(out: str | Path, episodes: int = 5, seed: int = 0, checkpoint: str 
     t2v = TextToVideoPipeline.from_checkpoint(checkpoint)
     rollout = PhysicsRolloutPipeline(**t2v.components)
 
-    generated, adherence = write_text_to_video(t2v, records, out / "text_to_video", seed=seed, num_frames=num_frames)
+    generated, adherence = write_text_to_video(t2v, records, data, out / "text_to_video", seed=seed,
+                                               num_frames=num_frames)
     preds, pairs = write_rollouts(rollout, data, out / "predictions", seed=seed, num_frames=num_frames)
     grid = _stack_rows(pairs)
     write_video(out / "rollouts_vs_simulator.mp4", grid, fps=records[0]["fps"])
@@ -81,42 +82,50 @@ def run_demo(out: str | Path, episodes: int = 5, seed: int = 0, checkpoint: str 
     summary = _summary(reports, adherence, episodes, num_frames)
     write_text_atomic(out / "README.md", summary)
     write_json_atomic(out / "demo.json", {"physics_score": {k: r["score"] for k, r in reports.items()},
+                                          "permanence": {k: r["permanence"] for k, r in reports.items()},
+                                          "text_adherence_summary": adherence_summary(adherence),
                                           "text_adherence": adherence})
     return [out / "README.md", out / "rollouts_vs_simulator.gif", out / "text_to_video.gif",
             out / "reports" / "model" / "report.md"]
 
 
 BASELINES = ("copy_last", "constant_velocity")
-# Sampling used by the demo and benchmarks/default_model.py, picked on `val` episodes and captions (never on the
-# test splits): greedy rollouts had the lowest velocity error (2.09 vs 3.01 units/s at temperature 1); top-k 5
-# text-to-video had the highest text adherence (56 % vs 41 % without top-k, 18 % at top-k 2, 0 % greedy).
-# Decoding is plain (no speculation): with the shipped pair both exact speculative modes are slower
-# (benchmarks/generation.py: 0.75x with the draft model, 0.80x with frame copying).
-ROLLOUT_SAMPLING: dict[str, Any] = {"temperature": 0.0}
-TEXT_TO_VIDEO_SAMPLING: dict[str, Any] = {"guidance_scale": 3.0, "temperature": 1.0, "top_k": 5}
+# The demo and benchmarks/default_model.py use the pipelines' defaults, which are the settings measured best on
+# `val` episodes and captions (never on the test splits): greedy rollouts had the lowest velocity error (2.09 vs
+# 3.01 units/s at temperature 1); guidance 3 with top-k 5 the highest text adherence (56 % vs 41 % without top-k,
+# 18 % at top-k 2, 0 % greedy). Decoding is plain (no speculation): with the shipped pair both exact speculative
+# modes are slower (benchmarks/generation.py: 0.75x with the draft model, 0.80x with frame copying).
 
 
-def write_text_to_video(t2v: Any, records: list[dict[str, Any]], out: Path, seed: int = 0,
+def write_text_to_video(t2v: Any, records: list[dict[str, Any]], data: Path, out: Path, seed: int = 0,
                         num_frames: int = 17) -> tuple[list[np.ndarray], list[dict[str, Any]]]:
-    """Generate one video per episode record from its caption into ``out`` (mp4 + GIF); check text adherence.
+    """Generate one video per episode record of dataset ``data`` from its caption into ``out`` (mp4 + GIF).
 
-    Returns the videos and, per prompt, ``{"prompt", "file", "score", "checks", "found"}``.
+    Each video is scored in memory (lossless) for text adherence and object permanence against the caption's
+    episode (its balls' count and colours; frames where its balls touch or leave the picture not checked).
+    ``strict`` holds when every check of the prompt passes and every checked frame shows exactly its balls.
+    Returns the videos and, per prompt, ``{"prompt", "file", "score", "checks", "found", "permanence", "strict"}``.
     """
     import torch
 
+    from worldmodel.evaluation.permanence import permanence
     from worldmodel.evaluation.text_adherence import text_adherence
     from worldmodel.video import write_gif, write_video
 
     videos, adherence = [], []
     for i, record in enumerate(tqdm(records, desc="text to video", unit="video")):
         prompt = record["caption"]
-        video = t2v(prompt, num_frames=num_frames, generator=torch.Generator().manual_seed(seed + i),
-                    **TEXT_TO_VIDEO_SAMPLING).frames[0]
+        annotation = json.loads((data / record["annotation"]).read_text(encoding="utf-8"))
+        video = t2v(prompt, num_frames=num_frames, generator=torch.Generator().manual_seed(seed + i)).frames[0]
         name = f"{i:02d}_{record['scenario']}"
         write_video(out / f"{name}.mp4", video, fps=record["fps"])
         write_gif(out / f"{name}.gif", video, fps=record["fps"], scale=3)
         videos.append(video)
-        adherence.append({"prompt": prompt, "file": f"{out.name}/{name}.mp4", **text_adherence(video, prompt)})
+        checks = text_adherence(video, prompt)
+        kept = permanence(video, annotation).as_dict()
+        strict = checks["score"] == 1.0 and kept["video_passed"] is not False
+        adherence.append({"prompt": prompt, "file": f"{out.name}/{name}.mp4", **checks, "permanence": kept,
+                          "strict": strict})
     return videos, adherence
 
 
@@ -124,8 +133,9 @@ def write_rollouts(rollout: Any, data: Path, out: Path, seed: int = 0,
                    num_frames: int | None = None) -> tuple[dict[str, Path], list[np.ndarray]]:
     """Roll every episode of dataset ``data`` forward from its first frames, with the model and the baselines.
 
-    Writes ``out/model/<id>.mp4`` and ``out/<baseline>/<id>.mkv``; returns the folder of each predictor
-    (``model`` and :data:`BASELINES`) and, per episode, prediction | simulator side by side.
+    Writes ``out/<predictor>/<id>.mkv`` (lossless FFV1, so the model and the baselines are scored through the
+    same path) for the model and each of :data:`BASELINES`; returns the folder of each predictor and, per
+    episode, prediction | simulator side by side.
     """
     import torch
 
@@ -139,9 +149,8 @@ def write_rollouts(rollout: Any, data: Path, out: Path, seed: int = 0,
         truth = read_video(data / record["video"])
         annotation = json.loads((data / record["annotation"]).read_text())
         pred = rollout(truth[:CONTEXT_FRAMES], num_frames=num_frames or len(truth),
-                       generator=torch.Generator().manual_seed(seed + i),
-                       **ROLLOUT_SAMPLING).frames[0]
-        write_video(preds["model"] / f"{record['id']}.mp4", pred, fps=record["fps"])
+                       generator=torch.Generator().manual_seed(seed + i)).frames[0]
+        write_video(preds["model"] / f"{record['id']}.mkv", pred, fps=record["fps"])
         for kind in BASELINES:
             base = baseline_rollout(kind, truth, CONTEXT_FRAMES, annotation)
             write_video(preds[kind] / f"{record['id']}.mkv", base, fps=record["fps"])
@@ -149,27 +158,52 @@ def write_rollouts(rollout: Any, data: Path, out: Path, seed: int = 0,
     return preds, pairs
 
 
+def adherence_summary(adherence: list[dict[str, Any]]) -> dict[str, float | None]:
+    """Strict adherence (share of prompts whose every check and permanence hold) and the mean share of checks."""
+    scored = [a for a in adherence if a["score"] is not None]
+    return {"strict": float(np.mean([a["strict"] for a in scored])) if scored else None,
+            "mean_checks": float(np.mean([a["score"] for a in scored])) if scored else None}
+
+
 def _summary(reports: dict[str, dict[str, Any]], adherence: list[dict[str, Any]], episodes: int,
              num_frames: int) -> str:
     def fmt(value: Any) -> str:
         return "n/a" if value is None else f"{value:.3f}"
 
-    scored = [a["score"] for a in adherence if a["score"] is not None]
+    def kept(p: dict[str, Any]) -> str:
+        verdict = {True: "kept", False: "broken", None: "not checked"}[p["video_passed"]]
+        return f"{verdict} ({p['frames_passed']}/{p['frames_checked']} frames)"
+
+    t2v = adherence_summary(adherence)
+    t2v_frames = sum(a["permanence"]["frames_passed"] for a in adherence)
+    t2v_checked = sum(a["permanence"]["frames_checked"] for a in adherence)
     lines = [
         "# worldmodel demo", "",
         f"{episodes} held-out `test_id` episodes, {num_frames} frames of 64x64; rollouts get the first "
         f"{CONTEXT_FRAMES} frames. Open `rollouts_vs_simulator.gif` (left: model, right: simulator) and "
         "`text_to_video.gif`.", "",
+        "Object permanence: in every checked frame the balls seen (by colour) are exactly the true balls (no split, "
+        "vanished, recoloured or extra ball); frames where the true balls touch or leave the picture are not "
+        "checked. A video keeps permanence when every checked frame does.", "",
         "## Physics rollouts vs the simulator", "",
-        "| predictor | physics score (0-1) | report |", "|---|---|---|",
+        "| predictor | physics score (0-1) | permanence (frames) | permanence (videos) | report |",
+        "|---|---|---|---|---|",
     ]
     for kind, report in reports.items():
-        lines.append(f"| {kind} | {fmt(report.get('score'))} | `reports/{kind}/report.md` |")
-    lines += ["", "The simulator's own renders score about 0.996 (tracker floor); see `reports/*/report.json`.", "",
-              "## Text to video", "",
-              f"Mean text adherence: {fmt(float(np.mean(scored)) if scored else None)}", "",
-              "| prompt | adherence | video |", "|---|---|---|"]
-    lines += [f"| {a['prompt']} | {fmt(a['score'])} | `{a['file']}` |" for a in adherence]
+        p = report["permanence"]
+        lines.append(f"| {kind} | {fmt(report.get('score'))} | {fmt(p['frame_permanence'])} | "
+                     f"{fmt(p['video_permanence'])} | `reports/{kind}/report.md` |")
+    lines += ["", "Every prediction is scored from a lossless file. The simulator's own renders score about 0.996 "
+              "(tracker floor); see `reports/*/report.json`.", "",
+              "| episode | model rollout permanence |", "|---|---|"]
+    lines += [f"| {e['id']} ({e['scenario']}) | {kept(e['permanence'])} |" for e in reports["model"]["episodes"]]
+    lines += ["", "## Text to video", "",
+              f"Strict text adherence (every named attribute holds and every checked frame shows exactly the "
+              f"caption's balls): **{fmt(t2v['strict'])}**; mean share of checks passed: {fmt(t2v['mean_checks'])}; "
+              f"permanence {t2v_frames}/{t2v_checked} frames.", "",
+              "| prompt | strict | checks passed | permanence | video |", "|---|---|---|---|---|"]
+    lines += [f"| {a['prompt']} | {'yes' if a['strict'] else 'no'} | {fmt(a['score'])} | {kept(a['permanence'])} | "
+              f"`{a['file']}` |" for a in adherence]
     return "\n".join(lines) + "\n"
 
 

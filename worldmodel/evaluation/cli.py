@@ -66,9 +66,12 @@ def _physics(args: argparse.Namespace) -> int:
 
     report = evaluate_physics(args.pred, args.reference, args.output, context_frames=args.context_frames,
                               examples=args.examples)
-    counts, floor = report["counts"], report["tracker_floor"]
+    counts, floor, kept = report["counts"], report["tracker_floor"], report["permanence"]
+    frames = "n/a" if kept["frame_permanence"] is None else f"{kept['frame_permanence']:.3f}"
+    videos = "n/a" if kept["video_permanence"] is None else f"{kept['video_permanence']:.3f}"
     print(f"score {report['score']:.4f} over {counts['scored']} episodes (missing {counts['missing']}, "
-          f"bad {counts['bad']}); tracker floor {floor['center_px']:.4f} px; report in {args.output}/report.md")
+          f"bad {counts['bad']}); object permanence {frames} of frames, {videos} of videos; "
+          f"tracker floor {floor['center_px']:.4f} px; report in {args.output}/report.md")
     return 0
 
 

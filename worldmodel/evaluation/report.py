@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from worldmodel.evaluation.permanence import permanence
 from worldmodel.evaluation.physics import episode_metrics, tracker_floor
 from worldmodel.evaluation.tracking import track_episode
 from worldmodel.io import atomic_path, write_json_atomic, write_text_atomic
@@ -30,14 +31,28 @@ def _mean_of(episodes: list[dict[str, Any]], key: str, source: str = "metrics") 
     return float(np.mean(values)) if values else None
 
 
-def summarize(episodes: list[dict[str, Any]]) -> dict[str, Any]:
-    """Means of the episode figures (overall and per scenario) and of the tracker floor."""
+def permanence_summary(episodes: list[dict[str, Any]], failed_videos: int = 0) -> dict[str, Any]:
+    """Share of checked frames and of videos whose balls are exactly the true balls; ``failed_videos`` (unreadable
+    predictions) count as failed videos."""
+    checked = sum(e["permanence"]["frames_checked"] for e in episodes)
+    passed = sum(e["permanence"]["frames_passed"] for e in episodes)
+    verdicts = [e["permanence"]["video_passed"] for e in episodes if e["permanence"]["video_passed"] is not None]
+    videos = len(verdicts) + failed_videos
+    return {"frame_permanence": passed / checked if checked else None,
+            "video_permanence": sum(verdicts) / videos if videos else None,
+            "frames_checked": checked, "videos_checked": videos}
+
+
+def summarize(episodes: list[dict[str, Any]], failed_videos: int = 0) -> dict[str, Any]:
+    """Means of the episode figures (overall and per scenario), permanence and the tracker floor."""
     summary = {key: _mean_of(episodes, key) for key in SUMMARY_KEYS}
+    summary["permanence"] = permanence_summary(episodes, failed_videos)
     summary["tracker_floor"] = {key: _mean_of(episodes, key, "tracker_floor")
                                 for key in ("center_px", "velocity", "radius_px")}
     scenarios = sorted({e["scenario"] for e in episodes})
     summary["per_scenario"] = {
-        s: {key: _mean_of([e for e in episodes if e["scenario"] == s], key) for key in SUMMARY_KEYS}
+        s: {**{key: _mean_of([e for e in episodes if e["scenario"] == s], key) for key in SUMMARY_KEYS},
+            **permanence_summary([e for e in episodes if e["scenario"] == s])}
         for s in scenarios
     }
     return summary
@@ -81,7 +96,10 @@ def _markdown(report: dict[str, Any], shown: list[dict[str, Any]]) -> str:
         f"context frames: {report['context_frames']}.",
         f"Episodes scored: {report['counts']['scored']}, missing predictions: {report['counts']['missing']}, "
         f"unreadable or mismatched files: {report['counts']['bad']}, unmatched files: {report['counts']['unmatched']}.",
-        "", f"**Score: {fmt(report['score'])}** (mean episode score in [0, 1]; the simulator's own render ~1).", "",
+        "", f"**Score: {fmt(report['score'])}** (mean episode score in [0, 1]; the simulator's own render ~1).",
+        f"**Object permanence: {fmt(s['permanence']['frame_permanence'])} of {s['permanence']['frames_checked']} "
+        f"checked frames, {fmt(s['permanence']['video_permanence'])} of {s['permanence']['videos_checked']} videos** "
+        "(balls seen by colour = the true balls; frames where balls touch or leave the picture not checked).", "",
         "| figure | value | tracker floor |", "|---|---|---|",
         f"| ADE (frame widths) | {fmt(s['ade'])} | {fmt(floor_ade)} |",
         f"| FDE (frame widths) | {fmt(s['fde'])} | |",
@@ -92,10 +110,12 @@ def _markdown(report: dict[str, Any], shown: list[dict[str, Any]]) -> str:
         f"{fmt(floor['radius_px'])} px |",
         f"| coverage | {fmt(s['coverage'])} | |", f"| identity persistence | {fmt(s['identity'])} | |",
         f"| collision timing error (s) | {fmt(s['timing_error_s'])} | |", f"| spatiotemporal IoU | {fmt(s['iou'])} | |",
-        "", "## Per scenario", "", "| scenario | score | ADE | velocity error |", "|---|---|---|---|",
+        "", "## Per scenario", "",
+        "| scenario | score | permanence (frames) | permanence (videos) | ADE | velocity error |",
+        "|---|---|---|---|---|---|",
     ]
-    lines += [f"| {name} | {fmt(v['score'])} | {fmt(v['ade'])} | {fmt(v['velocity_error'])} |"
-              for name, v in s["per_scenario"].items()]
+    lines += [f"| {name} | {fmt(v['score'])} | {fmt(v['frame_permanence'])} | {fmt(v['video_permanence'])} | "
+              f"{fmt(v['ade'])} | {fmt(v['velocity_error'])} |" for name, v in s["per_scenario"].items()]
     lines += ["", "## Episodes (left: predicted, right: simulator)", ""]
     for e in shown:
         lines += [f"### {e['id']} ({e['scenario']}): score {fmt(e['metrics']['score'])}", "",
@@ -141,11 +161,13 @@ def evaluate_physics(pred_dir: str | os.PathLike, reference_dir: str | os.PathLi
             reference = read_video(reference_dir / record["video"])
             ref_tracks = track_episode(reference, annotation)
             metrics = episode_metrics(pred, annotation, reference, context_frames, ref_tracks)
+            kept = permanence(pred[: len(reference)], annotation, start_frame=context_frames).as_dict()
         except (VideoReadError, ValueError, KeyError, OSError) as err:
             warnings.warn(f"skipping {path.name}: {err}", stacklevel=2)
             bad.append({"file": path.name, "error": str(err)})
             continue
         episodes.append({"id": record["id"], "scenario": annotation.get("scenario", "unknown"), "metrics": metrics,
+                         "permanence": kept,
                          "tracker_floor": tracker_floor(reference, annotation, ref_tracks),
                          "_videos": (pred[: len(reference)], reference, float(annotation["fps"]))
                          if len(episodes) < examples else None})
@@ -160,9 +182,10 @@ def evaluate_physics(pred_dir: str | os.PathLike, reference_dir: str | os.PathLi
             write_gif(out_dir / e["gif"], side_by_side(videos[0], videos[1]), fps=videos[2], scale=3)
             _plot_episode(out_dir / e["plot"], e["id"], e["metrics"], context_frames)
             shown.append(e)
-    summary = summarize(episodes)
+    summary = summarize(episodes, failed_videos=len(bad))
     report = {
-        "score": summary["score"], "context_frames": context_frames, "pred_dir": str(pred_dir),
+        "score": summary["score"], "permanence": summary["permanence"], "context_frames": context_frames,
+        "pred_dir": str(pred_dir),
         "reference_dir": str(reference_dir), "width": int(records[0]["width"]),
         "counts": {"scored": len(episodes), "missing": missing, "bad": len(bad),
                    "unmatched": len(set(predicted) - known)},

@@ -37,7 +37,7 @@ class PhysicsRolloutPipeline(WorldModelPipeline):
 
     @torch.no_grad()
     def __call__(self, video: str | os.PathLike | np.ndarray | torch.Tensor, num_frames: int | None = None,
-                 prompt: str | list[str] | None = None, guidance_scale: float = 1.0, temperature: float = 1.0,
+                 prompt: str | list[str] | None = None, guidance_scale: float = 1.0, temperature: float = 0.0,
                  top_k: int | None = None, top_p: float | None = None, generator: torch.Generator | None = None,
                  output_type: str = "np", speculative: bool | str = False, num_draft_tokens: int = 4,
                  use_cache: bool = True, window_stride: int = 1,
@@ -50,6 +50,7 @@ class PhysicsRolloutPipeline(WorldModelPipeline):
             num_frames: total output frames (context included), ``1 + tc * k`` and more than ``T``; default:
                 the world model's training length. Longer rollouts slide a window over latent frames.
             prompt: optional text (one, or one per video); ``guidance_scale`` applies only with a prompt.
+            temperature: 0 (greedy, the default) had the lowest velocity error on ``val`` episodes.
             Other arguments as in :class:`~worldmodel.pipelines.TextToVideoPipeline`.
         """
         check_output_type(output_type)

@@ -31,7 +31,7 @@ class TextToVideoPipeline(WorldModelPipeline):
 
     @torch.no_grad()
     def __call__(self, prompt: str | list[str], num_frames: int | None = None, guidance_scale: float = 3.0,
-                 temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                 temperature: float = 1.0, top_k: int | None = 5, top_p: float | None = None,
                  generator: torch.Generator | None = None, num_videos_per_prompt: int = 1,
                  output_type: str = "np", speculative: bool | str = False, num_draft_tokens: int = 4,
                  use_cache: bool = True, window_stride: int = 1,
@@ -43,7 +43,8 @@ class TextToVideoPipeline(WorldModelPipeline):
             num_frames: video frames, ``1 + tc * k``; default: the world model's training length. Longer
                 videos slide a window over latent frames (``window_stride`` latent frames per step).
             guidance_scale: classifier-free guidance ``uncond + s * (cond - uncond)``; 1 disables it.
-            temperature, top_k, top_p: sampling; ``temperature=0`` is greedy.
+            temperature, top_k, top_p: sampling; ``temperature=0`` is greedy. The defaults (guidance 3,
+                temperature 1, top-k 5) are the settings measured best for text adherence on ``val`` captions.
             generator: a ``torch.Generator`` on the model's device: the same seed gives the same video.
             output_type: "np", "pt", "pil" or "latent" (see :class:`TextToVideoPipelineOutput`).
             speculative: propose ``num_draft_tokens`` tokens at a time and verify them in one forward (the output

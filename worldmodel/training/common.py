@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from worldmodel.io import replace_dir
+
 
 def adamw_warmup_cosine(module: nn.Module, total_steps: int, lr: float, weight_decay: float,
                         betas: tuple[float, float], warmup_steps: int, min_lr_ratio: float) -> dict[str, Any]:
@@ -36,15 +38,14 @@ def adamw_warmup_cosine(module: nn.Module, total_steps: int, lr: float, weight_d
 
 
 def save_pretrained_atomic(model: Any, out_dir: str | Path) -> Path:
-    """``model.save_pretrained`` into ``out_dir`` atomically (written beside it, then renamed into place)."""
+    """``model.save_pretrained`` into ``out_dir`` atomically (written beside it, then swapped into place by rename:
+    readers see the old export or the new one, never none)."""
     out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.with_name(f".{out_dir.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    tmp.rename(out_dir)
-    return out_dir
+    return replace_dir(tmp, out_dir)
 
 
 def export_component(module_class: Any, attribute: str, checkpoint: str | Path, out_dir: str | Path) -> Path:
