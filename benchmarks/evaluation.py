@@ -5,7 +5,7 @@
 Writes ``benchmarks/results/evaluation.json``. Rows:
 
 - ``fvd_black_vs_white``: FVD of 8 all-black vs 8 all-white videos (30 frames, 64x64), all 16 clips
-  through the I3D; goal: the TF reference 151.39 (issue 6). Skipped with ``--quick``.
+  through the I3D; goal: the TF reference 151.39, met within a tolerance of 0.5. Skipped with ``--quick``.
 - ``i3d_clips_per_s``: I3D feature extraction (16-frame 64x64 clips resized to 224, batches of 8) on
   the CPU threads given; ``i3d_channels_last_speedup``: the same run over the default memory format
   (the baseline measured in this run).
@@ -36,11 +36,17 @@ from worldmodel.evaluation.physics import episode_metrics, tracker_floor
 RESULTS = Path(__file__).resolve().parent / "results" / "evaluation.json"
 CONTEXT = 5
 FVD_REFERENCE = 151.39
+FVD_TOLERANCE = 0.5  # the reference is given to 2 decimals; float64 vs TF float32 features differ below this
 
 
-def row(name: str, value: float | None, unit: str, goal: float | None = None, higher: bool = True) -> dict:
-    """One result row in the shared benchmark format."""
-    return {"name": name, "value": value, "unit": unit, "goal": goal, "higher_is_better": higher}
+def row(name: str, value: float | None, unit: str, goal: float | None = None, higher: bool | None = True,
+        tolerance: float | None = None) -> dict:
+    """One result row in the shared benchmark format; a reference match has ``tolerance`` (met when
+    ``|value - goal| <= tolerance``) and no direction."""
+    out = {"name": name, "value": value, "unit": unit, "goal": goal, "higher_is_better": higher}
+    if tolerance is not None:
+        out["tolerance"] = tolerance
+    return out
 
 
 def i3d_rate(model: torch.nn.Module, clips: np.ndarray, memory_format: torch.memory_format) -> float:
@@ -92,7 +98,8 @@ def main() -> None:
     if not args.quick:
         black, white = np.zeros((8, 30, 64, 64, 3), np.uint8), np.full((8, 30, 64, 64, 3), 255, np.uint8)
         fvd = frechet_distance(i3d_features(black, model), i3d_features(white, model))
-        results.append(row("fvd_black_vs_white", fvd, "FVD", goal=FVD_REFERENCE, higher=False))
+        results.append(row("fvd_black_vs_white", fvd, "FVD", goal=FVD_REFERENCE, higher=None,
+                           tolerance=FVD_TOLERANCE))
     clips = np.random.default_rng(0).integers(0, 256, (4 if args.quick else 16, 16, 64, 64, 3), dtype=np.uint8)
     slow = i3d_rate(model, clips, torch.contiguous_format)
     fast = i3d_rate(model, clips, torch.channels_last_3d)

@@ -180,13 +180,13 @@ def main() -> None:
         for label, guidance in (("", 3.0), ("_unguided", 1.0)):  # the pipeline default (2 rows), then 1 row
             target = _guided(pipe, pipe.world_model, guidance)
             cached_s, cached = timed(repeats, generate_tokens, target, prefix, num_tokens, greedy)
-            uncached_s, uncached = timed(1, generate_tokens, target, prefix, num_tokens, greedy, use_cache=False)
+            uncached_s, uncached = timed(repeats, generate_tokens, target, prefix, num_tokens, greedy, use_cache=False)
             if not torch.equal(cached, uncached):
                 raise RuntimeError("KV-cached and recomputed greedy decoding disagree")
             results += [
                 _row(f"tokens_per_s_kv_cache{label}", num_tokens / cached_s, "tokens/s"),
                 _row(f"tokens_per_s_no_cache{label}", num_tokens / uncached_s, "tokens/s"),
-                _row(f"kv_cache_speedup{label}", uncached_s / cached_s, "x", goal=5.0 if not label else None),
+                _row(f"kv_cache_speedup{label}", uncached_s / cached_s, "x", goal=5.0),
             ]
             if label:
                 continue
