@@ -177,3 +177,31 @@ def test_module_trains_checkpoints_resumes_and_exports(tmp_path):
     assert torch.equal(exported.encode(video), module.tokenizer.eval().encode(video))
     out = export_checkpoint(tmp_path / "ckpt" / "last.ckpt", tmp_path / "from_ckpt")
     assert torch.equal(VideoTokenizer.from_pretrained(out).encode(video), exported.encode(video))
+
+
+def test_foreground_weights_mark_what_differs_from_the_frame_median() -> None:
+    from worldmodel.training.tokenizer_module import foreground_weights
+
+    x = torch.full((1, 3, 2, 16, 16), -0.8)  # (B, C, T, H, W) plain background
+    x[:, :, 1, 6:9, 6:9] = 0.9  # a 3x3 "ball" in frame 1
+    w = foreground_weights(x, weight=10.0, dilate=1)
+    assert w.shape == (1, 1, 2, 16, 16)
+    assert torch.all(w[:, :, 0] == 1.0)  # no foreground in frame 0
+    assert torch.all(w[0, 0, 1, 5:10, 5:10] == 11.0)  # the ball grown by one pixel
+    assert w[0, 0, 1].sum() == 16 * 16 + 10.0 * 25
+
+
+def test_training_crops_are_random_windows_of_the_clip() -> None:
+    from worldmodel.training.tokenizer_module import TokenizerModule
+
+    module = TokenizerModule(channels=[8, 8, 8], fsq_levels=[4, 4], train_frames=5, train_crop=8)
+    x = torch.arange(2 * 3 * 9 * 16 * 16, dtype=torch.float32).view(2, 3, 9, 16, 16)
+    torch.manual_seed(0)
+    crop = module._crop(x)
+    assert crop.shape == (2, 3, 5, 8, 8)
+    for b in range(2):  # each clip's window is a contiguous block of that clip
+        start = int((crop[b, 0, 0, 0, 0] % (16 * 16 * 9)) // 256)
+        top, left = divmod(int(crop[b, 0, 0, 0, 0] % 256), 16)
+        assert torch.equal(crop[b], x[b, :, start:start + 5, top:top + 8, left:left + 8])
+    with pytest.raises(ValueError, match="not divisible"):
+        TokenizerModule(channels=[8, 8, 8], fsq_levels=[4, 4], train_crop=12)
