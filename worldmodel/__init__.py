@@ -9,9 +9,24 @@ The public API, imported on first use (PEP 562) so that ``import worldmodel`` an
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import Any
 
 __version__ = "0.1.0"
+
+
+class _DropLibraryNoise(logging.Filter):
+    """Drops two import-time messages that say nothing about the user's work: diffusers' note that it cannot import
+    private torchao tensor classes (they moved in torchao 0.18; only torchao-serialized checkpoints need them, and
+    this project's weights are safetensors) and torch's deprecation notes on enums torchao registers."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("Unable to import `torchao` Tensor objects" in message or "is an Enum subclass" in message)
+
+
+for _name in ("diffusers.quantizers.torchao.torchao_quantizer", "torch.utils._pytree"):
+    logging.getLogger(_name).addFilter(_DropLibraryNoise())
 
 _EXPORTS = {
     "simulate": "worldmodel.datasets",

@@ -2,7 +2,9 @@
 
 Each area owns its sub-commands in its own ``cli.py`` with a ``register(subparsers)`` function:
 ``data`` (datasets), ``train`` (training), ``generate`` / ``rollout`` (pipelines), ``evaluate``
-(evaluation). Handlers are set with ``parser.set_defaults(func=...)`` and return an exit code.
+(evaluation). Handlers are set with ``parser.set_defaults(func=...)`` and return an exit code; a command may set
+``interrupt_hint`` (what Ctrl-C keeps and how to resume). User errors (``ValueError``, ``FileNotFoundError``,
+a refused path) end in one line on stderr and exit code 2; Ctrl-C in one line and exit code 130.
 """
 
 from __future__ import annotations
@@ -11,11 +13,14 @@ import argparse
 import importlib
 import sys
 
+INTERRUPT_HINT = ("files finished before the interrupt are kept and nothing is half-written (every output is "
+                  "written to a temporary file and renamed); run the command again to redo the rest")
 COMMAND_MODULES = (
     "worldmodel.datasets.cli",
     "worldmodel.training.cli",
     "worldmodel.pipelines.cli",
     "worldmodel.evaluation.cli",
+    "worldmodel.serving.cli",
     "worldmodel.demo",
 )
 
@@ -47,6 +52,14 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as err:
         print(f"worldmodel {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a path the system refused (permissions, a full disk, a folder where a file goes)
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"worldmodel {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        hint = getattr(args, "interrupt_hint", None) or INTERRUPT_HINT
+        print(f"\nworldmodel {args.command}: interrupted; {hint}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -82,3 +82,35 @@ def replace_dir(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     os.rename(src, dst)
     shutil.rmtree(old)
     return dst
+
+
+def _check_folder_writable(folder: Path, what: str) -> None:
+    """Raise a clear ``ValueError`` unless files can be created in ``folder`` or in its nearest existing ancestor."""
+    ancestor = folder
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ValueError(f"{what}: {ancestor} is a file, so no folder can be made under it")
+    try:  # a real probe: permission bits say nothing for root or on read-only file systems
+        with tempfile.TemporaryFile(dir=ancestor, prefix=".worldmodel-probe."):
+            pass
+    except OSError:
+        raise ValueError(f"{what}: the folder {ancestor} is not writable") from None
+
+
+def check_writable_file(path: str | os.PathLike, flag: str) -> Path:
+    """Check before any work that the output file ``path`` (given as ``flag``) can be written; return it."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{flag} {path} is a directory: expected a file path inside it, e.g. {path / 'out.mp4'}")
+    _check_folder_writable(path.parent, f"{flag} {path}")
+    return path
+
+
+def check_writable_dir(path: str | os.PathLike, flag: str) -> Path:
+    """Check before any work that the output folder ``path`` (given as ``flag``) can be made or written; return it."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{flag} {path} is an existing file: expected a folder (new, or one to replace)")
+    _check_folder_writable(path, f"{flag} {path}")
+    return path

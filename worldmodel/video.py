@@ -8,6 +8,7 @@ for people are H.264 yuv420p mp4 (plays in browsers) or GIF.
 from __future__ import annotations
 
 import os
+import warnings
 from fractions import Fraction
 from pathlib import Path
 
@@ -22,6 +23,12 @@ VIDEO_SUFFIXES = (".mkv", ".mp4", ".webm", ".avi", ".mov", ".gif")
 
 class VideoReadError(ValueError):
     """A file could not be read as a video."""
+
+
+def is_user_file(path: Path) -> bool:
+    """False for hidden files and the leftovers of interrupted writes (``.name.tmp123.mp4``, ``~name``, ``*.part``)."""
+    name = path.name
+    return not (name.startswith((".", "~")) or name.endswith((".tmp", ".part", ".partial")))
 
 
 def to_float(video: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -62,6 +69,8 @@ def _as_frames(frames: torch.Tensor | np.ndarray) -> np.ndarray:
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
+    if len(frames) == 0 or frames.shape[1] == 0 or frames.shape[2] == 0:
+        raise ValueError(f"frames are empty {frames.shape}: a video needs at least one frame of at least 1x1 pixels")
     return frames
 
 
@@ -96,11 +105,40 @@ def write_video(path: str | os.PathLike, frames: torch.Tensor | np.ndarray, fps:
     return path
 
 
+def expected_frames(container: av.container.InputContainer) -> int | None:
+    """Frames the container's header promises for its first video stream (``None`` when it does not say)."""
+    stream = container.streams.video[0]
+    if stream.frames:
+        return int(stream.frames)
+    if stream.duration is not None and stream.time_base is not None and stream.average_rate:
+        return round(float(stream.duration * stream.time_base * stream.average_rate))
+    if container.duration is not None and stream.average_rate:
+        return round(container.duration / av.time_base * float(stream.average_rate))
+    return None
+
+
+def warn_if_truncated(path: Path, found: int, expected: int | None) -> None:
+    """Warn, naming the file and the frames found, when fewer frames decoded than the header promises."""
+    if expected is not None and found < expected - 1:  # one frame of slack for rounded durations
+        warnings.warn(f"{path}: only {found} of the {expected} frames its header lists could be decoded "
+                      "(truncated or damaged file)", stacklevel=3)
+
+
 def _read_pyav(path: Path) -> np.ndarray:
+    frames = []
     with av.open(str(path)) as container:
-        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+        if not container.streams.video:
+            raise VideoReadError(f"{path}: holds no video stream")
+        expected = expected_frames(container)
+        try:
+            for frame in container.decode(video=0):
+                frames.append(frame.to_ndarray(format="rgb24"))
+        except av.error.FFmpegError:
+            if not frames:
+                raise
     if not frames:
         raise VideoReadError(f"{path}: no video frames could be decoded")
+    warn_if_truncated(path, len(frames), expected)
     return np.stack(frames)
 
 
@@ -118,8 +156,9 @@ def read_video(path: str | os.PathLike, backend: str = "pyav") -> np.ndarray:
     """Read a whole video file as ``uint8 (T, H, W, 3)``.
 
     ``backend`` is ``"pyav"`` (default, robust) or ``"decord"`` (faster on long files; falls back to
-    PyAV when decord fails). Raises :class:`VideoReadError` naming the file when it is missing, empty,
-    truncated or not a video.
+    PyAV when decord fails). Raises :class:`VideoReadError` naming the file when it is missing, empty
+    or not a video; warns naming the file and the frames found when it decodes fewer frames than its
+    header lists (a truncated file's intact start).
     """
     path = Path(path)
     if not path.is_file():

@@ -75,3 +75,14 @@ def test_rollout_context_frames_are_not_checked_and_unreadable_videos_fail() -> 
     with pytest.raises(ValueError, match="uint8"):
         permanence(episode.frames.astype(np.float32), episode.annotation)
     assert count_balls(episode.frames[:1]).sum() == 1
+
+
+def test_small_colour_fringes_are_not_balls_but_ball_sized_pieces_are() -> None:
+    frame, annotation = _scene(["purple"], [(30, 30)], radius=7.0)  # area ~154 px: balls from ~38 px
+    fringe = frame.copy()
+    fringe[0, 30:32, 37:39] = PALETTE["blue"]  # a 4 px rim of another colour
+    piece = frame.copy()
+    yy, xx = np.mgrid[0:64, 0:64]
+    piece[0][(yy - 50) ** 2 + (xx - 12) ** 2 <= 16] = PALETTE["blue"]  # a 49 px blue blob: a second ball
+    assert permanence(fringe, annotation).video_passed is True
+    assert permanence(piece, annotation).video_passed is False

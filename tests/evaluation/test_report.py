@@ -26,8 +26,9 @@ def test_ground_truth_report_with_a_bad_and_a_missing_file(dataset, tmp_path):
     (pred / f"{records[3]['id']}.mp4").write_bytes(b"not a video")
     with pytest.warns(UserWarning, match="skipping"):
         report = evaluate_physics(pred, dataset, tmp_path / "report", context_frames=5, examples=2)
-    assert report["score"] >= 0.98
+    assert 0.98 * 3 / 4 <= report["score"] <= 3 / 4  # the unreadable file counts as a failed episode
     assert report["counts"] == {"scored": 3, "missing": 1, "bad": 1, "unmatched": 0}
+    assert report["permanence"]["frame_permanence"] == 1.0 and report["permanence"]["video_permanence"] == 3 / 4
     saved = json.loads((tmp_path / "report" / "report.json").read_text())
     assert saved["score"] == report["score"] and len(saved["episodes"]) == 3
     assert saved["tracker_floor"]["center_px"] < 0.05

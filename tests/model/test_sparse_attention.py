@@ -6,12 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from worldmodel.model.sparse_attention import (
-    block_means,
-    block_sparse_attention,
-    crop_selection,
-    dense_causal_attention,
-)
+from worldmodel.model.dense_attention import dense_causal_attention
+from worldmodel.model.sparse_attention import block_means, block_sparse_attention, crop_selection
 
 
 def _qkv(B=2, H=3, N=100, D=16, Dv=None, seed=0):

@@ -170,6 +170,26 @@ def test_bad_configs_raise_clear_errors(overrides, message):
         WorldModel(**{**TINY, **overrides})
 
 
+def test_every_moe_argument_comes_from_the_config():
+    """The MoE layers are built from the config by name (transformer.build_moe): a value set in the config reaches
+    the layer, for every MoE argument."""
+    from worldmodel.model.transformer import build_moe
+
+    values = dict(moe_experts=4, moe_expert_hidden=16, moe_top_k=3, moe_groups=2, moe_topk_groups=2,
+                  moe_shared_experts=2, moe_score_func="softmax", moe_route_scale=2.5, moe_top_p=0.7,
+                  moe_capacity_factor=1.5, moe_bias_update_speed=0.01, moe_seq_aux_weight=0.02,
+                  moe_z_loss_weight=0.03, moe_entropy_weight=0.04, moe_dispatch="loop")  # fmt: skip
+    model = WorldModel(**{**TINY, **values})
+    moe, router = model.blocks[1].ffn, model.blocks[1].ffn.router
+    assert (router.n_experts, moe.experts.hidden, router.top_k, router.n_groups, router.topk_groups) == (4, 16, 3, 2, 2)
+    assert moe.shared.gate_proj.out_features == 2 * 16 and moe.experts.dispatch == "loop"
+    assert (router.score_func, router.route_scale, router.top_p) == ("softmax", 2.5, 0.7)
+    assert router.bias_update_speed == 0.01
+    assert (moe.capacity_factor, moe.seq_aux_weight, moe.z_loss_weight, moe.entropy_weight) == (1.5, 0.02, 0.03, 0.04)
+    with pytest.raises(KeyError, match="moe_dispatch"):  # an MoE argument without its config key is an error
+        build_moe({k: v for k, v in model.config.items() if k != "moe_dispatch"})
+
+
 def _prompts(model: WorldModel):
     ids, mask = ByteTokenizer(model.config.max_text_len).encode(["a red ball falls", ""])
     return model.encode_text(ids, mask)

@@ -14,5 +14,5 @@ def test_weights_that_miss_tensors_are_refused(tmp_path, tiny_parts):
     config = json.loads((tmp_path / "tokenizer" / "config.json").read_text())
     config["norm"] = "rms" if config.get("norm", "group") == "group" else "group"  # other layers, other tensors
     (tmp_path / "tokenizer" / "config.json").write_text(json.dumps(config))
-    with pytest.raises(CheckpointError, match="tokenizer lacks .* weight tensors"):
+    with pytest.raises(CheckpointError, match="tokenizer: the weights lack .* tensors"):
         TextToVideoPipeline.from_checkpoint(tmp_path)

@@ -54,7 +54,7 @@ def test_rollout_compare_sim_writes_prediction_beside_a_longer_simulation(checkp
     (["-o", "out.avi"], "must end in one of .mp4, .gif, .mkv"),
     (["--context-frames", "50"], "--context-frames must be between 1 and the 9 frames"),
     (["--context-frames", "4"], "context frames must be 1 \\+ 4 \\* k"),
-    (["--frames", "10"], "num_frames must be 1 \\+ 4 \\* k"),
+    (["--frames", "10"], "--frames must be 1 \\+ 4 \\* k"),
 ])
 def test_rollout_errors_are_one_clear_line(checkpoint, episode, tmp_path, capsys, args, match):
     base = {"--context-frames": "5", "-o": str(tmp_path / "x.mp4"), "--checkpoint": str(checkpoint)}

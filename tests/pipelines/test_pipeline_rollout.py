@@ -23,6 +23,7 @@ def context():
 
 def _run(pipe, context, seed=0, **kwargs):
     kwargs.setdefault("num_frames", 9)
+    kwargs.setdefault("temperature", 1.0)  # sampled, so that seeds matter (the default is greedy)
     return pipe(context, generator=torch.Generator().manual_seed(seed), **kwargs).frames
 
 

@@ -21,14 +21,14 @@ import torch
 from torchvision.transforms import v2
 
 from worldmodel.datasets.physics import SkippingDataset
-from worldmodel.video import VideoReadError
+from worldmodel.video import VideoReadError, is_user_file
 
 FOLDER_SUFFIXES = (".mp4", ".webm", ".avi", ".mkv", ".mov")
 CAPTIONS_FILE = "captions.jsonl"
 
 
-def _read_captions(root: Path) -> dict[str, str]:
-    path = root / CAPTIONS_FILE
+def read_captions(path: Path) -> dict[str, str]:
+    """``{video path relative to the folder: caption}`` from a JSON-lines captions file (empty when it is missing)."""
     if not path.is_file():
         return {}
     captions = {}
@@ -99,10 +99,11 @@ class VideoFolderDataset(SkippingDataset):
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ValueError(f"size must be a positive integer, got {size!r}")
         self.frames, self.size, self.seed = frames, size, seed
-        self.files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in FOLDER_SUFFIXES and p.is_file())
+        self.files = sorted(p for p in self.root.rglob("*")
+                            if p.suffix.lower() in FOLDER_SUFFIXES and p.is_file() and is_user_file(p))
         if not self.files:
             raise ValueError(f"{self.root}: no videos found (expected {', '.join(FOLDER_SUFFIXES)} files)")
-        self.captions = _read_captions(self.root)
+        self.captions = read_captions(self.root / CAPTIONS_FILE)
         self.transform = v2.Compose([v2.Resize(size, antialias=True), v2.CenterCrop(size)])
 
     def __len__(self) -> int:

@@ -44,6 +44,12 @@ class Episode:
         return self.annotation["captions"]
 
 
+def check_fps(fps: float) -> None:
+    """Raise a clear ValueError unless ``fps`` is a number in (0, 1000] (NaN and infinity are refused)."""
+    if isinstance(fps, bool) or not isinstance(fps, int | float) or not 0 < fps <= 1000:
+        raise ValueError(f"fps must be a number in (0, 1000], got {fps!r}")
+
+
 def check_frames_size(frames: int, size: int) -> None:
     """Raise a clear ValueError for an unusable number of frames or frame size."""
     if isinstance(frames, bool) or not isinstance(frames, int) or not 1 <= frames <= MAX_FRAMES:
@@ -144,8 +150,11 @@ def simulate(scenario: str, split: str, seed: int, frames: int = 17, size: int =
     """
     check_scenario_split(scenario, split)
     check_frames_size(frames, size)
-    if not (isinstance(fps, int | float) and 0 < fps <= 1000):
-        raise ValueError(f"fps must be a number in (0, 1000], got {fps!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise TypeError(f"seed must be an integer, got {type(seed).__name__} {seed!r}")
+    if seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed}")
+    check_fps(fps)
     if not isinstance(substeps, int) or substeps < 1:
         raise ValueError(f"substeps must be a positive integer, got {substeps!r}")
     scene = sample_scene(scenario, split, int(seed))

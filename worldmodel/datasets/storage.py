@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from worldmodel.datasets.scenarios import SCENARIOS, check_scenario_split
-from worldmodel.datasets.simulator import check_frames_size, simulate
+from worldmodel.datasets.simulator import check_fps, check_frames_size, simulate
 from worldmodel.io import write_json_atomic, write_text_atomic
 
 MANIFEST = "manifest.jsonl"
@@ -155,6 +155,7 @@ def generate_dataset(
     _check_count("workers", workers, 1)
     check_scenario_split("uniform", split)
     check_frames_size(frames, size)
+    check_fps(fps)
     names = parse_scenarios(scenarios)
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)

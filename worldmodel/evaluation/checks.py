@@ -17,6 +17,8 @@ From tracked objects only:
 
 from __future__ import annotations
 
+import math
+import numbers
 import warnings
 from itertools import combinations
 from typing import Any
@@ -59,6 +61,9 @@ def physics_checks(tracks: Tracks, fps: float, ppu: float, gravity: list[float] 
     Returns:
         ``{"figures": {...}, "passed": {check: bool}, "score": fraction passed}``.
     """
+    for name, value in (("fps", fps), ("ppu", ppu)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < float(value) < math.inf:
+            raise ValueError(f"{name} must be a positive finite number, got {value!r}")
     c, n, t_len = tracks.centers, tracks.centers.shape[1], tracks.num_frames
     radius = None
     if tracks.present.any():

@@ -20,11 +20,11 @@ def _video_batches(folder: Path, frames: int | None, batch_size: int):
 
     import numpy as np
 
-    from worldmodel.video import VIDEO_SUFFIXES, VideoReadError, read_video
+    from worldmodel.video import VIDEO_SUFFIXES, VideoReadError, is_user_file, read_video
 
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no such folder of videos")
-    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES and is_user_file(p))
     if not paths:
         raise ValueError(f"{folder}: no video files ({', '.join(VIDEO_SUFFIXES)})")
     batch: list[np.ndarray] = []
@@ -64,6 +64,11 @@ def _fvd(args: argparse.Namespace) -> int:
 def _physics(args: argparse.Namespace) -> int:
     from worldmodel.evaluation.report import evaluate_physics
 
+    if args.examples < 0:
+        raise ValueError(f"--examples must be a count of 0 or more episodes to show, got {args.examples}")
+    if args.context_frames < 1:
+        raise ValueError(f"--context-frames must be 1 or more, got {args.context_frames}")
+
     report = evaluate_physics(args.pred, args.reference, args.output, context_frames=args.context_frames,
                               examples=args.examples)
     counts, floor, kept = report["counts"], report["tracker_floor"], report["permanence"]
@@ -78,14 +83,29 @@ def _physics(args: argparse.Namespace) -> int:
 def _baseline(args: argparse.Namespace) -> int:
     from worldmodel.datasets.storage import read_manifest
     from worldmodel.evaluation.baselines import baseline_rollout
-    from worldmodel.video import read_video, write_video
+    from worldmodel.video import VideoReadError, read_video, write_video
 
+    if args.context_frames < 1:
+        raise ValueError(f"--context-frames must be 1 or more, got {args.context_frames}")
     reference = Path(args.reference)
-    for record in read_manifest(reference):
-        annotation = json.loads((reference / record["annotation"]).read_text(encoding="utf-8"))
-        frames = baseline_rollout(args.kind, read_video(reference / record["video"]), args.context_frames, annotation)
+    skipped: list[str] = []
+    records = read_manifest(reference)
+    for record in records:
+        path = reference / record["video"]
+        try:
+            video = read_video(path)
+            if len(video) != record["frames"]:
+                raise VideoReadError(f"{path}: {len(video)} frames, the manifest lists {record['frames']} (truncated?)")
+            annotation = json.loads((reference / record["annotation"]).read_text(encoding="utf-8"))
+        except (VideoReadError, OSError, ValueError, KeyError) as err:
+            skipped.append(str(err))
+            continue
+        frames = baseline_rollout(args.kind, video, args.context_frames, annotation)
         write_video(Path(args.output) / f"{record['id']}.mkv", frames, fps=float(annotation["fps"]))
-    print(f"wrote {args.kind} rollouts to {args.output}")
+    print(f"wrote {len(records) - len(skipped)} {args.kind} rollouts to {args.output}")
+    if skipped:
+        print(f"skipped {len(skipped)} episodes:\n  " + "\n  ".join(skipped))
+        return 1
     return 0
 
 

@@ -5,7 +5,9 @@ equals the number the scene holds: one blob per true ball, no blob of a colour t
 ball that splits in two, vanishes, changes colour or merges with another fails the frame. Balls are found
 with the tracker's two-colour mixing model (:func:`~worldmodel.evaluation.tracking.coverage_maps`) run over the
 whole palette, so anti-aliased edges are read as partial coverage of one colour and never as a second colour;
-a blob is a ball when its 8-connected pixels of coverage >= 0.5 span at least ``min_area`` pixels.
+a blob is a ball when its 8-connected pixels of coverage >= 0.5 cover at least a quarter of the smallest true
+ball's area (and at least 4 pixels): a ball decoded as two ball-sized pieces fails, while the few-pixel colour
+fringes a lossy decoder leaves beside a ball (a 4-6 px "blue" rim on a purple ball) are not balls.
 
 Checked frames: those where the true balls are all fully inside the picture and apart from each other (where
 balls touch or leave the frame, what should be seen is ambiguous); for rollouts, only the predicted frames.
@@ -25,6 +27,7 @@ from worldmodel.datasets.palette import BACKGROUND, COLOR_NAMES, PALETTE
 from worldmodel.evaluation.tracking import coverage_maps
 
 MIN_AREA = 4.0  # pixels of coverage >= 0.5: smaller blobs are noise, not balls
+AREA_FRACTION = 0.25  # of the smallest true ball's area: smaller blobs are fringes or fragments, not balls
 INSIDE_MARGIN = 1.0  # px between a checked ball's edge and the frame border
 APART_MARGIN = 2.0  # px between two checked balls' edges
 
@@ -103,15 +106,21 @@ def checkable_frames(annotation: dict[str, Any], num_frames: int, height: int, w
     return ok
 
 
+def ball_area_threshold(annotation: dict[str, Any]) -> float:
+    """Smallest blob (pixels) that counts as a ball in a scene: a quarter of its smallest ball's area, >= 4 px."""
+    radii = [float(o["radius"]) for o in annotation["objects"]]
+    return max(MIN_AREA, AREA_FRACTION * np.pi * min(radii) ** 2) if radii else MIN_AREA
+
+
 def permanence(frames: np.ndarray, annotation: dict[str, Any], start_frame: int = 0,
-               min_area: float = MIN_AREA) -> PermanenceResult:
+               min_area: float | None = None) -> PermanenceResult:
     """Check uint8 ``(T, H, W, 3)`` ``frames`` against the balls of ``annotation`` (see the module docstring).
 
     Args:
         frames: the video to check; frame ``t`` is compared with the episode's state at ``t``.
         annotation: the episode (``objects`` with ``color`` names and ``radius`` in px, per-frame ``states``).
         start_frame: frames before it are not checked (a rollout's context frames).
-        min_area: smallest blob, in pixels, that counts as a ball.
+        min_area: smallest blob, in pixels, that counts as a ball (default :func:`ball_area_threshold`).
     """
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
@@ -121,7 +130,7 @@ def permanence(frames: np.ndarray, annotation: dict[str, Any], start_frame: int 
     t, h, w = frames.shape[:3]
     checked = checkable_frames(annotation, t, h, w)
     checked[:start_frame] = False
-    counts = count_balls(frames, min_area)  # (T, C)
+    counts = count_balls(frames, ball_area_threshold(annotation) if min_area is None else min_area)  # (T, C)
     want = expected_counts([o["color"] for o in annotation["objects"]])  # (C,)
     passed = (counts == want[None]).all(axis=1)
     return PermanenceResult(checked, passed, counts)

@@ -107,8 +107,8 @@ def episode_metrics(pred: np.ndarray, annotation: dict[str, Any], reference: np.
     """Physics figures and ``score`` of predicted frames against one reference episode (see module docstring).
 
     Args:
-        pred: uint8 ``(T', H, W, 3)`` predicted video (context frames included); only the first ``T``
-            frames count when it is longer; it must cover at least ``context_frames + 1`` frames.
+        pred: uint8 ``(T', H, W, 3)`` predicted video (context frames included), at least the reference's
+            ``T`` frames (a shorter one is refused, never scored on fewer frames); only the first ``T`` count.
         annotation: the episode annotation (simulator states, objects, events, fps, ppu, gravity).
         reference: uint8 ``(T, H, W, 3)`` the simulator's render of the episode.
         context_frames: frames given to the model; scoring starts after them.
@@ -118,7 +118,10 @@ def episode_metrics(pred: np.ndarray, annotation: dict[str, Any], reference: np.
     if pred.ndim != 4 or pred.shape[1:] != reference.shape[1:]:
         raise ValueError(f"predicted video must be uint8 (T, {reference.shape[1]}, {reference.shape[2]}, 3) like "
                          f"the reference, got {pred.dtype} {pred.shape}")
-    length = min(len(pred), len(reference))
+    if len(pred) < len(reference):
+        raise ValueError(f"the predicted video has {len(pred)} frames, fewer than the reference's {len(reference)}: "
+                         "a prediction must cover every frame it is scored on")
+    length = len(reference)
     if not 1 <= context_frames < length:
         raise ValueError(f"context_frames must be in [1, {length - 1}] for {length} comparable frames, "
                          f"got {context_frames}")

@@ -1,9 +1,11 @@
 """Physics reports: score a folder of predicted videos against a dataset folder, write JSON, Markdown, plots, GIFs.
 
 Predicted videos (any container PyAV reads) are matched to reference episodes by file stem = episode
-id. A file that cannot be read or compared is skipped with a warning and counted; it never stops
-the run. ``REPORT_DIR/report.json`` holds the top-level ``score`` (mean of the episode scores, see
-:mod:`worldmodel.evaluation.physics`), the tracker floor, means per scenario and every episode's figures.
+id. A file that cannot be read or compared (unreadable, too few frames, wrong size) is reported with a warning
+and counts as a failed episode: score 0 and permanence broken, so a bad file can never raise the figures; it
+never stops the run. ``REPORT_DIR/report.json`` holds the top-level ``score`` (mean episode score over the
+scored and the failed files, see :mod:`worldmodel.evaluation.physics`), the tracker floor, means per scenario
+and every episode's figures.
 """
 
 from __future__ import annotations
@@ -184,7 +186,8 @@ def evaluate_physics(pred_dir: str | os.PathLike, reference_dir: str | os.PathLi
             shown.append(e)
     summary = summarize(episodes, failed_videos=len(bad))
     report = {
-        "score": summary["score"], "permanence": summary["permanence"], "context_frames": context_frames,
+        "score": sum(e["metrics"]["score"] for e in episodes) / (len(episodes) + len(bad)),
+        "permanence": summary["permanence"], "context_frames": context_frames,
         "pred_dir": str(pred_dir),
         "reference_dir": str(reference_dir), "width": int(records[0]["width"]),
         "counts": {"scored": len(episodes), "missing": missing, "bad": len(bad),

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 import re
+import sys
+import types
 from typing import Any
 
 import numpy as np
@@ -113,3 +115,18 @@ def text_adherence(video: np.ndarray, prompt: str, fps: float = 10.0) -> dict[st
         checks["events"] = bool(detect_events(tracks.centers, balls, np.zeros(2), fps))
     score = float(np.mean(list(checks.values()))) if checks else None
     return {"score": score, "checks": checks, "found": found}
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable as :func:`text_adherence`.
+
+    ``from worldmodel.evaluation import text_adherence`` finds this module whenever it has been imported
+    (Python binds a package's sub-module to the package attribute of the same name), so the module
+    forwards calls to the function of its name.
+    """
+
+    def __call__(self, video: np.ndarray, prompt: str, fps: float = 10.0) -> dict[str, Any]:
+        return text_adherence(video, prompt, fps)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -9,10 +9,11 @@ the key half of `wkv_b` is folded into the query and its value half applied afte
 step costs O(S * r) on the cache rather than expanding all S cached latents per head. Both forms give the same
 result up to float rounding.
 
-The attention product itself is one function (`dense_causal_attention`) chosen by the `attention_product`
-attribute. With `sparse_block_size > 0` it is block-sparse instead (`sparse_attention.py`, blocks starting at
-`sparse_block_offset + i * sparse_block_size`); the key blocks chosen per query block are kept in the KV
-cache (`SparseKVCache.selections`) so that cached decoding makes the same choice.
+The dense attention product is `dense_causal_attention` (dense_attention.py), held in the `attention_product`
+attribute so that a benchmark can wrap it to capture each layer's q, k, v. With `sparse_block_size > 0` it is
+block-sparse instead (`sparse_attention.py`, blocks starting at `sparse_block_offset + i * sparse_block_size`);
+the key blocks chosen per query block are kept in the KV cache (`SparseKVCache.selections`) so that cached
+decoding makes the same choice.
 `query_index` (Mixture-of-Depths) computes the output only for some tokens while every token writes its K/V.
 """
 
@@ -22,29 +23,12 @@ import math
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .cache import KVCache, SparseKVCache
+from .dense_attention import dense_causal_attention, sdpa, visible_keys
 from .rope import apply_rope
-from .sparse_attention import block_sparse_attention, sdpa, visible_keys
-
-
-def dense_causal_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_offset: int, scale: float
-) -> torch.Tensor:
-    """Causal softmax attention: query i sits at sequence position `q_offset + i` and sees keys 0..q_offset+i.
-
-    q (B, H, N, dk), k (B, H, S, dk), v (B, H, S, dv) with S = q_offset + N  ->  (B, H, N, dv).
-    """
-    n, s = q.shape[2], k.shape[2]
-    if q_offset == 0 and n == s:
-        return sdpa(q, k, v, None, scale)
-    if n == 1:  # one decoding query sees every key
-        return F.scaled_dot_product_attention(q, k, v, scale=scale)
-    query_pos = torch.arange(q_offset, q_offset + n, device=q.device)
-    return sdpa(q, k, v, visible_keys(query_pos, s, None), scale)  # (B, H, N, dv)
-
+from .sparse_attention import block_sparse_attention
 
 AttentionProduct = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int, float], torch.Tensor]
 

@@ -49,48 +49,45 @@ class Block(nn.Module):
         """x (B, N, D) -> (x (B, N, D), MoE aux loss (+ MoD predictor loss) or None, MoE (+ MoD) stats).
 
         `with_stats=False` (decoding in eval mode) lets the MoE skip its auxiliary loss and statistics.
+        With a depth router, the tokens it routes (k of N per row) run the block and add their weighted update;
+        the others keep their state.
         """
-        if self.depth_router is not None:
-            return self._routed(x, rope, text, cache, layer, with_stats)
-        x = x + self.attn(self.attn_norm(x), rope, cache, layer)
+        route, predictor_loss = self.depth_router(x) if self.depth_router is not None else (None, None)
+        x_in = x if route is None else route.gather(x)  # (B, N or k, D) the tokens that run the block
+        h = x_in + self._attention(x, x_in, rope, cache, layer, route)
         if self.bridge is not None and text is not None:
-            x = x + self.bridge(x, text)
-        h = self.ffn_norm(x)
-        if isinstance(self.ffn, MoE):
-            y, aux, stats = self.ffn(h, with_stats)
-            return x + y, aux, stats
-        return x + self.ffn(h), None, {}
+            h = h + self.bridge(h, text)
+        y, aux, stats = self._ffn(self.ffn_norm(h), with_stats)
+        if route is None:
+            return h + y, aux, stats
+        x = self.depth_router.add(x, route, h + y - x_in)  # (B, N, D)
+        aux = predictor_loss if aux is None else aux + predictor_loss
+        return x, aux, {**stats, "mod_skipped_share": 1 - route.entered(x.shape[1]).float().mean()}
 
-    def _routed(
+    def _attention(
         self,
         x: torch.Tensor,
+        x_in: torch.Tensor,
         rope: tuple[torch.Tensor, torch.Tensor],
-        text: TextContext | None,
         cache: KVCache | None,
         layer: int,
-        with_stats: bool = True,
+        route: Route | None,
+    ) -> torch.Tensor:
+        """Self-attention update (B, N or k, D) of the tokens `x_in` that run the block (all of `x` (B, N, D) or
+        the routed ones): routed tokens attend only to each other."""
+        if route is None:
+            return self.attn(self.attn_norm(x), rope, cache, layer)
+        if cache is None and not self.attn.sparse_block_size:  # attention over the (B, k) routed sequence
+            cos, sin = rope[0][route.index], rope[1][route.index]  # (B, k, dr) their own positions
+            key_valid = None if route.all_valid else route.valid  # hide padding
+            return self.attn(self.attn_norm(x_in), (cos, sin), None, layer, key_valid=key_valid)
+        # Every token writes its latent (to the cache), visible only if it entered.
+        return self.attn(self.attn_norm(x), rope, cache, layer, route.index, route.entered(x.shape[1]))
+
+    def _ffn(
+        self, h: torch.Tensor, with_stats: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor]]:
-        """Mixture-of-Depths: the block runs on the routed tokens only, and they attend only to each other."""
-        extra: dict = {}
-
-        def block(x_all: torch.Tensor, route: Route) -> torch.Tensor:
-            x_in = route.gather(x_all)  # (B, k, D)
-            if cache is None and not self.attn.sparse_block_size:  # attention over the (B, k) routed sequence
-                cos, sin = rope[0][route.index], rope[1][route.index]  # (B, k, dr) their own positions
-                key_valid = None if route.all_valid else route.valid  # hide padding
-                h = x_in + self.attn(self.attn_norm(x_in), (cos, sin), None, layer, key_valid=key_valid)
-            else:  # every token writes its latent (to the cache), visible only if it entered
-                key_valid = route.entered(x_all.shape[1])  # (B, N)
-                h = x_in + self.attn(self.attn_norm(x_all), rope, cache, layer, route.index, key_valid)
-            if self.bridge is not None and text is not None:
-                h = h + self.bridge(h, text)
-            if isinstance(self.ffn, MoE):
-                y, extra["aux"], extra["stats"] = self.ffn(self.ffn_norm(h), with_stats)
-            else:
-                y = self.ffn(self.ffn_norm(h))
-            return h + y - x_in  # (B, k, D) the block's residual update
-
-        x, route, predictor_loss = self.depth_router(x, block)
-        aux = predictor_loss if extra.get("aux") is None else extra["aux"] + predictor_loss
-        stats = {**extra.get("stats", {}), "mod_skipped_share": 1 - route.entered(x.shape[1]).float().mean()}
-        return x, aux, stats
+        """Normalised states (B, n, D) -> (FFN or MoE output (B, n, D), MoE aux loss or None, MoE stats)."""
+        if isinstance(self.ffn, MoE):
+            return self.ffn(h, with_stats)
+        return self.ffn(h), None, {}

@@ -10,8 +10,11 @@ Forward for T tokens:
   4. Each slot's gate weight scales the expert's narrow hidden (`silu(gate) * up * w`, the same as scaling its
      output, on H instead of D values); outputs are added back per token (`index_add_`), plus the shared experts.
 Auxiliary losses (all optional): DeepSeek-V3 sequence-wise balance loss, router z-loss, and the routing-entropy
-term that keeps top-p routing from flattening. Stats: per-expert load, utilisation, max/mean load, experts per
-token, dropped share.
+term that keeps top-p routing from flattening. The z-loss (mean of logsumexp(logits)^2, ST-MoE) regularises softmax
+routers; DeepSeek-V3's sigmoid router has none, and with sigmoid scores it only pushes every logit down. Measured
+on a tiny world model (structured synthetic codes, 4 seeds x 200 steps and 2 x 400), weight 1e-3 gave no lower
+validation loss and no better expert balance, so the WorldModel default is 0 (the option stays).
+Stats: per-expert load, utilisation, max/mean load, experts per token, dropped share.
 """
 
 from __future__ import annotations

@@ -8,9 +8,11 @@ The sequence is cut into blocks of ``block_size`` tokens. Every query block atte
 
 Everything else is skipped: the plain-PyTorch path gathers only the selected key/value blocks for
 each query block and runs one small dense attention per query block, batched over all query blocks
-(cost ``N * (top_k + 2) * block_size`` instead of ``N^2 / 2``). A ``flex_attention`` path builds the
-same pattern as a ``BlockMask``; it is fused only under ``torch.compile`` and, in torch 2.14.1, has no
-backward on CPU (train on CPU with the gather path).
+(cost ``N * (top_k + 2) * block_size`` instead of ``N^2 / 2``); the world model always runs this path.
+A ``flex_attention`` path (``backend="flex"``) builds the same pattern as a ``BlockMask``; it is benchmark-only
+(``benchmarks/long_video.py``, ``benchmarks/long_video_gpu.py``): no model config reaches it, since it is fused
+only under ``torch.compile``, serves the full forward only (no cached decoding), and, in torch 2.14.1, has no
+backward on CPU.
 
 Why an anchor query rather than the mean of the query block (MoBA's per-query or NSA's pooled
 scoring)? The mean over a query block includes queries *later* than most of the block's tokens, so
@@ -42,10 +44,11 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from .dense_attention import dense_causal_attention, sdpa
+
 Backend = Literal["gather", "flex"]
 
 _compiled_flex = None
-PAD_MIN_QUERIES = 32  # see sdpa
 
 
 def _check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_size: int, top_k: int, q_offset: int):
@@ -61,33 +64,6 @@ def _check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_size:
     if q_offset < 0 or q_offset + q.shape[2] != k.shape[2]:
         raise ValueError(f"queries must be the last {q.shape[2]} positions of the {k.shape[2]} keys, "
                          f"got q_offset={q_offset}.")
-
-
-def sdpa(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, scale: float | None
-) -> torch.Tensor:
-    """``scaled_dot_product_attention`` (causal when ``mask`` is None) with values zero-padded to the query/key
-    head dim for ``PAD_MIN_QUERIES`` queries or more: MLA's value heads are narrower than its query/key heads, and
-    the fused (flash) kernels need equal widths, otherwise a slower unfused path runs (about 20 % slower on CPU at
-    320 tokens; at 16K tokens it materialises the whole score matrix). Padding copies every value, so a few
-    decoding queries against a long cache skip it."""
-    dv = v.shape[-1]
-    pad = q.shape[2] >= PAD_MIN_QUERIES and dv < q.shape[-1]
-    if pad:
-        v = F.pad(v, (0, q.shape[-1] - dv))
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None, scale=scale)
-    return out[..., :dv] if pad else out
-
-
-def visible_keys(q_pos: torch.Tensor, n_keys: int, key_valid: torch.Tensor | None) -> torch.Tensor:
-    """Boolean attention mask `(B or 1, 1, M, S)`: the query at position `q_pos` ((M,) or per row (B, M)) sees key
-    `j` iff `j <= q_pos` and (`key_valid[:, j]` or `j == q_pos`); every query sees at least its own key."""
-    j = torch.arange(n_keys, device=q_pos.device)
-    q_pos = q_pos if q_pos.dim() == 2 else q_pos[None]  # (B or 1, M)
-    mask = j <= q_pos[..., None]  # (B or 1, M, S)
-    if key_valid is not None:
-        mask = mask & (key_valid[:, None, :] | (j == q_pos[..., None]))
-    return mask[:, None]
 
 
 def block_means(k: torch.Tensor, block_size: int, key_valid: torch.Tensor | None = None) -> torch.Tensor:
@@ -208,8 +184,8 @@ def _gather_attention(q, k, v, block_size, table, q_offset, scale, key_valid, pa
 
 
 def _flex_attention(q, k, v, block_size, table, scale, key_valid, pad=0):
-    """The same block pattern as a flex_attention BlockMask (full layout only). The first ``pad`` keys (inside
-    block 0) are padding: block 0 then becomes a masked block, and a padding query sees only itself."""
+    """The same block pattern as a flex_attention BlockMask (full layout only; benchmark-only). The first ``pad``
+    keys (inside block 0) are padding: block 0 then becomes a masked block, and a padding query sees only itself."""
     from torch.nn.attention.flex_attention import BlockMask, flex_attention
 
     global _compiled_flex
@@ -291,8 +267,8 @@ def block_sparse_attention(
         selection: (B, H, >= ceil(q_offset / block_size), top_k) table returned by an earlier call on the
             same cache; required when ``q_offset > 0``.
         scale: softmax scale, default ``1 / sqrt(Dk)``.
-        backend: ``"gather"`` (plain PyTorch, skips unselected blocks, any ``q_offset``) or ``"flex"``
-            (``torch.compile``d flex_attention with a BlockMask; full forward only).
+        backend: ``"gather"`` (plain PyTorch, skips unselected blocks, any ``q_offset``; what the model runs) or
+            ``"flex"`` (``torch.compile``d flex_attention with a BlockMask; full forward only; benchmark-only).
         key_valid: optional (B, N) bool; keys marked False are hidden from every query but their own
             (Mixture-of-Depths: tokens that skipped the layer) and left out of the block means.
         block_offset: block boundaries at ``block_offset + i * block_size`` (block 0 is then the first
@@ -327,21 +303,3 @@ def block_sparse_attention(
         raise ValueError(f"backend must be 'gather' or 'flex', got {backend!r}.")
     return out, table
 
-
-def dense_causal_attention(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    *,
-    q_offset: int = 0,
-    scale: float | None = None,
-    key_valid: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Reference dense causal attention with queries at ``q_offset ..`` (bottom-right aligned): (B, H, M, Dv).
-
-    ``key_valid (B, N)`` hides keys as in :func:`block_sparse_attention`."""
-    M, N = q.shape[2], k.shape[2]
-    if q_offset == 0 and M == N and key_valid is None:
-        return sdpa(q, k, v, None, scale)
-    q_pos = torch.arange(q_offset, q_offset + M, device=q.device)
-    return sdpa(q, k, v, visible_keys(q_pos, N, key_valid), scale)

@@ -6,6 +6,7 @@ Position 0 is BOS, position p >= 1 is video code p - 1 at 3D coordinate (t + 1, 
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -14,6 +15,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 from torch import nn
 
+from ..pretrained import LocalPretrained
 from ..tokenizers.text import ByteTokenizer
 from .attention import MultiHeadLatentAttention
 from .block import Block
@@ -25,6 +27,17 @@ from .moe import Experts, MoE
 from .rope import VideoRoPE, split_rope_dims
 from .router import Router
 from .text_encoder import TextEncoder
+
+# MoE arguments read from another WorldModel config key than `moe_<argument>`.
+MOE_CONFIG_KEYS = {"d_model": "d_model", "n_experts": "moe_experts", "n_groups": "moe_groups",
+                   "n_shared": "moe_shared_experts"}  # fmt: skip
+
+
+def build_moe(config: dict) -> MoE:
+    """The MoE layer a WorldModel config describes: each argument `a` of `MoE` comes from the config key `moe_a`
+    (or the key `MOE_CONFIG_KEYS` names), so `MoE`'s signature is the one list of MoE arguments."""
+    names = inspect.signature(MoE).parameters
+    return MoE(**{name: config[MOE_CONFIG_KEYS.get(name, f"moe_{name}")] for name in names})
 
 
 @dataclass
@@ -38,8 +51,8 @@ class WorldModelOutput(BaseOutput):
     stats: dict[str, torch.Tensor]
 
 
-class WorldModel(ModelMixin, ConfigMixin):
-    """MoE world-model backbone (see the module docstring and DESIGN.md "The backbone in one paragraph").
+class WorldModel(LocalPretrained, ModelMixin, ConfigMixin):
+    """MoE world-model backbone (see the module docstring).
 
     Layers `0 .. n_dense_layers - 1` use a dense SwiGLU FFN of width `dense_hidden`, the rest a `MoE`.
     Layers listed in `bridge_layers` (None = every layer) get a gated cross-attention to the text states, its
@@ -48,9 +61,9 @@ class WorldModel(ModelMixin, ConfigMixin):
     Long videos: `attention_impl="block_sparse"` makes every layer's attention block-sparse (blocks of
     `sparse_block_size` tokens, `sparse_top_k` chosen blocks + the first and the local one; BOS is block 0 on its
     own, so blocks of `latent_height * latent_width` codes are latent frames); layers listed in
-    `mod_layers` route tokens around the block (Mixture-of-Depths, `mod_rho` of the tokens skip it in training,
-    a causal predictor decides in eval mode; `calibrate_depth_routers` sets its thresholds on data after
-    training). Both are off by default.
+    `mod_layers` route tokens around the block (Mixture-of-Depths: a causal predictor decides, in training and
+    when generating alike, and about `mod_rho` of the tokens skip it; `calibrate_depth_routers` sets its
+    thresholds on data after training). Both are off by default.
     `max_seq_len = latent_frames * latent_height * latent_width + 1` (BOS included).
     """
 
@@ -87,7 +100,7 @@ class WorldModel(ModelMixin, ConfigMixin):
         moe_capacity_factor: float | None = None,
         moe_bias_update_speed: float = 1e-3,
         moe_seq_aux_weight: float = 1e-4,
-        moe_z_loss_weight: float = 1e-3,
+        moe_z_loss_weight: float = 0.0,
         moe_entropy_weight: float = 0.0,
         moe_dispatch: str = "auto",
         bridge_layers: list[int] | None = None,
@@ -121,11 +134,7 @@ class WorldModel(ModelMixin, ConfigMixin):
             if i < n_dense_layers:
                 ffn: FeedForward | MoE = FeedForward(d_model, dense_hidden)
             else:
-                ffn = MoE(
-                    d_model, moe_experts, moe_expert_hidden, moe_top_k, moe_groups, moe_topk_groups,
-                    moe_shared_experts, moe_score_func, moe_route_scale, moe_top_p, moe_capacity_factor,
-                    moe_bias_update_speed, moe_seq_aux_weight, moe_z_loss_weight, moe_entropy_weight, moe_dispatch,
-                )  # fmt: skip
+                ffn = build_moe(self.config)
             bridge = None
             if i in bridges:
                 bridge = GatedCrossAttention(d_model, text_d_model, n_heads, norm_eps, bridge_gate_init)
@@ -217,9 +226,13 @@ class WorldModel(ModelMixin, ConfigMixin):
         return thresholds
 
     def update_router_biases(self) -> None:
-        """One balancing-bias step for every router (call once per optimiser step, on every process)."""
+        """One balancing step for every router (call once per optimiser step, on every process): the MoE
+        routers' selection biases and the Mixture-of-Depths predictors' thresholds."""
         for _, moe in self.moe_layers():
             moe.router.update_bias()
+        for block in self.blocks:
+            if block.depth_router is not None:
+                block.depth_router.update_threshold()
 
     def forward(
         self,

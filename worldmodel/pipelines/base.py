@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ import numpy as np
 import torch
 from diffusers import DiffusionPipeline
 
+from worldmodel.pipelines.limits import MAX_GUIDANCE, check_num_frames, max_frames
 from worldmodel.pipelines.sampling import DecodeOptions, GuidedModel, SamplingParams, generate_codes
 from worldmodel.pipelines.speculative import FrameCopyDraft
 from worldmodel.video import to_uint8
@@ -66,6 +69,38 @@ def check_checkpoint(path: str | os.PathLike) -> Path:
     if missing:
         raise CheckpointError(f"checkpoint folder {path} is incomplete: missing {', '.join(missing)}")
     return path
+
+
+@dataclass(frozen=True)
+class CheckpointLimits:
+    """What a pipeline folder can make, read from its config files without loading any weights."""
+
+    codebook_size: int
+    temporal_compression: int
+    trained_frames: int
+    max_frames: int
+
+
+def read_limits(checkpoint: str | os.PathLike | None) -> CheckpointLimits:
+    """The :class:`CheckpointLimits` of a complete pipeline folder (``None``: the packaged default), so that
+    arguments can be checked before the models load."""
+    from worldmodel.pretrained import PretrainedFolderError, check_pretrained_folder
+
+    path = check_checkpoint(DEFAULT_CHECKPOINT if checkpoint is None else checkpoint)
+    configs = {}
+    for name, class_name in (("tokenizer", "VideoTokenizer"), ("world_model", "WorldModel")):
+        try:
+            check_pretrained_folder(path / name, class_name)
+        except PretrainedFolderError as err:
+            raise CheckpointError(f"checkpoint folder {path}: {err}") from err
+        configs[name] = json.loads((path / name / "config.json").read_text(encoding="utf-8"))
+    try:
+        tc = int(configs["tokenizer"]["temporal_compression"])
+        latent = int(configs["world_model"]["latent_frames"])
+        codebook = int(configs["world_model"]["codebook_size"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"checkpoint folder {path}: a config.json lacks {err} or holds a non-integer") from err
+    return CheckpointLimits(codebook, tc, 1 + tc * (latent - 1), max_frames(tc, latent))
 
 
 def check_weights(path: Path, pipeline: Any) -> None:
@@ -119,11 +154,21 @@ class WorldModelPipeline(DiffusionPipeline):
         """Load a pipeline folder offline, after checking it is complete; ``None`` loads the packaged default."""
         from diffusers.utils import logging as diffusers_logging
 
+        from worldmodel.pretrained import PretrainedFolderError, check_pretrained_folder, check_weights_fit
+
         path = check_checkpoint(DEFAULT_CHECKPOINT if checkpoint is None else checkpoint)
         index = json.loads((path / "model_index.json").read_text(encoding="utf-8"))
         for name in ("tokenizer", "world_model", "draft_model"):
             if isinstance(index.get(name), list) and index[name][0] is not None:
-                importlib.import_module(index[name][0])  # diffusers loads only classes already imported
+                module_name, class_name = index[name]
+                component = getattr(importlib.import_module(module_name), class_name, None)  # diffusers needs it
+                if component is None:
+                    raise CheckpointError(f"checkpoint folder {path}: model_index.json names {module_name}."
+                                          f"{class_name} for {name!r}, which this version of worldmodel lacks")
+                try:
+                    check_weights_fit(component, path / name, check_pretrained_folder(path / name, class_name))
+                except PretrainedFolderError as err:
+                    raise CheckpointError(f"checkpoint folder {path}: {err}") from err
         kwargs = {"local_files_only": True, "low_cpu_mem_usage": False, **kwargs}
         bar_was_on = diffusers_logging.is_progress_bar_enabled()
         diffusers_logging.disable_progress_bar()  # loading two or three local files needs no progress bar
@@ -147,13 +192,15 @@ class WorldModelPipeline(DiffusionPipeline):
         """Number of video frames of the world model's full context (its training clip length)."""
         return self.tokenizer.num_frames(self.world_model.config.latent_frames)
 
+    @property
+    def max_frames(self) -> int:
+        """The longest video this pipeline makes: ``MAX_LENGTH_FACTOR`` times its training length (a sliding window)."""
+        return max_frames(self.tokenizer.config.temporal_compression, self.world_model.config.latent_frames)
+
     def latent_frames(self, num_frames: int, what: str = "num_frames") -> int:
         """Latent frame count of ``num_frames`` video frames; a clear error when they cannot be produced."""
-        tc = self.tokenizer.config.temporal_compression
-        if not isinstance(num_frames, int) or num_frames < 1 or (num_frames - 1) % tc:
-            raise ValueError(f"{what} must be 1 + {tc} * k video frames (e.g. {1 + tc}, {1 + 2 * tc}, {1 + 4 * tc}) "
-                             f"for this tokenizer's temporal compression {tc}, got {num_frames!r}")
-        return 1 + (num_frames - 1) // tc
+        check_num_frames(num_frames, self.tokenizer.config.temporal_compression, self.max_frames, what)
+        return 1 + (num_frames - 1) // self.tokenizer.config.temporal_compression
 
     # ------------------------------------------------------------------------------------------- sampling
     def _text_context(self, model: Any, prompts: list[str] | None, guidance_scale: float) -> Any:
@@ -178,8 +225,7 @@ class WorldModelPipeline(DiffusionPipeline):
             height, width = self.frame_size
             raise ValueError(f"the video's code grid is {h}x{w} but the world model generates {grid[0]}x{grid[1]} "
                              f"(frames of {height}x{width} pixels)")
-        if guidance_scale < 0:
-            raise ValueError(f"guidance_scale must be >= 0 (1 = no guidance), got {guidance_scale}")
+        check_sampling(guidance_scale, sampling, world_model.config.codebook_size)
         draft = self._draft(speculative, prompts, guidance_scale, h * w)
         target = GuidedModel(world_model, self._text_context(world_model, prompts, guidance_scale), guidance_scale)
         with torch.no_grad(), self.progress_bar(total=(num_latent_frames - t0) * h * w) as bar:  # tokens per video
@@ -219,6 +265,17 @@ class WorldModelPipeline(DiffusionPipeline):
         return video.numpy()
 
 
+def check_sampling(guidance_scale: float, sampling: SamplingParams, codebook_size: int) -> None:
+    """Raise a clear ``ValueError`` for a guidance scale or sampling setting outside its valid range."""
+    if not (isinstance(guidance_scale, int | float) and 0 <= guidance_scale <= MAX_GUIDANCE):
+        raise ValueError(f"guidance_scale must be a number from 0 to {MAX_GUIDANCE} (1 = no guidance), "
+                         f"got {guidance_scale!r}")
+    if not math.isfinite(sampling.temperature):
+        raise ValueError(f"temperature must be a finite number >= 0 (0 = greedy), got {sampling.temperature}")
+    if sampling.top_k is not None and not 1 <= sampling.top_k <= codebook_size:
+        raise ValueError(f"top_k must be from 1 to the {codebook_size} codes of this model, got {sampling.top_k}")
+
+
 def check_output_type(output_type: str) -> None:
     """Raise a clear error for an unknown ``output_type``."""
     if output_type not in OUTPUT_TYPES:
@@ -226,14 +283,19 @@ def check_output_type(output_type: str) -> None:
 
 
 def as_prompts(prompt: str | list[str] | None, batch: int | None = None) -> list[str] | None:
-    """Normalise a prompt argument to a list of strings (``batch`` copies of a single string when given)."""
+    """Normalise a prompt argument to a list of strings (``batch`` copies of a single string when given).
+
+    An empty or whitespace-only prompt is refused: unconditional generation is ``prompt=None``, never implied.
+    """
     if prompt is None:
         return None
     if isinstance(prompt, str):
-        return [prompt] * (batch or 1)
+        prompt = [prompt] * (batch or 1)
     prompts = list(prompt)
     if not prompts or not all(isinstance(p, str) for p in prompts):
         raise ValueError("prompt must be a string or a non-empty list of strings")
+    if any(not p.strip() for p in prompts):
+        raise ValueError("prompt is empty: describe the video, or pass prompt=None for unconditional generation")
     if batch is not None and len(prompts) != batch:
         raise ValueError(f"got {len(prompts)} prompts for {batch} videos: give one prompt or one per video")
     return prompts

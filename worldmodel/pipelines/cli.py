@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 from typing import Any
+
+from worldmodel.pipelines.limits import MAX_GUIDANCE
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -29,14 +32,24 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
 
 
+MAX_NUM_VIDEOS = 16  # videos per `generate` call (one grid); more would not fit a typical machine's memory
+
+
 def register(subparsers: Any) -> None:
     """Add ``generate`` and ``rollout`` to the ``worldmodel`` command."""
     generate = subparsers.add_parser("generate", help="generate a video from a text prompt",
-                                     description="Generate a video from a text prompt with the world model.")
-    generate.add_argument("prompt", help="what should happen, e.g. 'a red ball falls and bounces'")
+                                     description="Generate a video from a text prompt with the world model. "
+                                                 "An empty prompt is refused; --unconditional generates "
+                                                 "without one.")
+    generate.add_argument("prompt", nargs="?", default=None,
+                          help="what should happen, e.g. 'a red ball falls and bounces'")
+    generate.add_argument("--unconditional", action="store_true",
+                          help="generate without a prompt (give no PROMPT; guidance is then off)")
     _add_common(generate)
-    generate.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (1 = off)")
-    generate.add_argument("--num-videos", type=int, default=1, help="videos to sample (written as one grid)")
+    generate.add_argument("--guidance", type=float, default=3.0,
+                          help=f"classifier-free guidance scale from 0 to {MAX_GUIDANCE:g} (1 = off)")
+    generate.add_argument("--num-videos", type=int, default=1,
+                          help=f"videos to sample, 1 to {MAX_NUM_VIDEOS} (written as one grid)")
     # the settings measured best for text adherence on val captions
     generate.set_defaults(func=run_generate, temperature=1.0, top_k=5)
 
@@ -48,7 +61,8 @@ def register(subparsers: Any) -> None:
                          help="how many leading frames of INPUT to keep as context (1 + 4k)")
     _add_common(rollout)
     rollout.add_argument("--prompt", default=None, help="optional text condition")
-    rollout.add_argument("--guidance", type=float, default=1.0, help="guidance scale, with --prompt (1 = off)")
+    rollout.add_argument("--guidance", type=float, default=1.0,
+                         help=f"guidance scale from 0 to {MAX_GUIDANCE:g}, with --prompt (1 = off)")
     rollout.add_argument("--compare-sim", action="store_true",
                          help="write prediction | simulator side by side (needs INPUT's annotation JSON: the "
                               "dataset layout, or INPUT with a .json suffix)")
@@ -56,22 +70,75 @@ def register(subparsers: Any) -> None:
     rollout.set_defaults(func=run_rollout, temperature=0.0, top_k=None)
 
 
+def check_device(device: str | None) -> str:
+    """The torch device to run on (default: cuda when available); a clear error for one that cannot be used."""
+    import torch
+
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"--device {device!r} is not a torch device (expected cpu, cuda or cuda:N)") from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: no CUDA GPU is available on this machine (use --device cpu)")
+    if parsed.type == "cuda" and parsed.index is not None and parsed.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    if parsed.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device {device}: only cpu and cuda devices are supported")
+    return device
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    """Check every argument and the output path before any work (nothing loads until they pass)."""
+    from worldmodel.io import check_writable_file
+    from worldmodel.pipelines.base import check_num_frames, read_limits
+
+    _check_output(args)
+    check_writable_file(args.output, "-o")
+    if not (math.isfinite(args.guidance) and 0 <= args.guidance <= MAX_GUIDANCE):
+        raise ValueError(f"--guidance must be a number from 0 to {MAX_GUIDANCE:g} (1 = off), got {args.guidance}")
+    if not (math.isfinite(args.temperature) and args.temperature >= 0):
+        raise ValueError(f"--temperature must be a finite number >= 0 (0 = greedy), got {args.temperature}")
+    if args.top_p is not None and not 0 < args.top_p <= 1:
+        raise ValueError(f"--top-p must be in (0, 1], got {args.top_p}")
+    if args.seed < 0:
+        raise ValueError(f"--seed must be 0 or more, got {args.seed}")
+    args.device = check_device(args.device)
+    limits = read_limits(args.checkpoint)
+    if args.top_k is not None and not 1 <= args.top_k <= limits.codebook_size:
+        raise ValueError(f"--top-k must be from 1 to the {limits.codebook_size} codes of this model, got {args.top_k}")
+    if args.frames is not None:
+        check_num_frames(args.frames, limits.temporal_compression, limits.max_frames, what="--frames")
+
+
 def _check_output(args: argparse.Namespace) -> None:
     """Fail before any work on an output suffix or fps that cannot be written."""
     from worldmodel.pipelines.export import check_output_path
 
     check_output_path(args.output)
-    if not args.fps > 0:
-        raise ValueError(f"--fps must be positive, got {args.fps}")
+    if not (math.isfinite(args.fps) and args.fps > 0):
+        raise ValueError(f"--fps must be a positive number, got {args.fps}")
 
 
 def _setup(args: argparse.Namespace, pipeline_class: Any) -> tuple[Any, Any]:
     """The pipeline on the chosen device and a seeded generator there."""
     import torch
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    pipe = pipeline_class.from_checkpoint(args.checkpoint).to(device)
-    return pipe, torch.Generator(device).manual_seed(args.seed)
+    pipe = pipeline_class.from_checkpoint(args.checkpoint).to(args.device)
+    return pipe, torch.Generator(args.device).manual_seed(args.seed)
+
+
+def _prompt(args: argparse.Namespace) -> str | None:
+    """The prompt of ``generate``: refused when empty unless ``--unconditional`` (then ``None``)."""
+    if args.unconditional:
+        if args.prompt is not None:
+            raise ValueError("give either a PROMPT or --unconditional, not both")
+        return None
+    if args.prompt is None or not args.prompt.strip():
+        raise ValueError("the prompt is empty: describe the video in words, or pass --unconditional to generate "
+                         "without a prompt")
+    return args.prompt
 
 
 def run_generate(args: argparse.Namespace) -> int:
@@ -79,9 +146,12 @@ def run_generate(args: argparse.Namespace) -> int:
     from worldmodel.pipelines.export import save_video, video_grid
     from worldmodel.pipelines.text_to_video import TextToVideoPipeline
 
-    _check_output(args)
+    prompt = _prompt(args)
+    if not 1 <= args.num_videos <= MAX_NUM_VIDEOS:
+        raise ValueError(f"--num-videos must be from 1 to {MAX_NUM_VIDEOS}, got {args.num_videos}")
+    _check_args(args)
     pipe, generator = _setup(args, TextToVideoPipeline)
-    frames = pipe(args.prompt, num_frames=args.frames, guidance_scale=args.guidance, temperature=args.temperature,
+    frames = pipe(prompt, num_frames=args.frames, guidance_scale=args.guidance, temperature=args.temperature,
                   top_k=args.top_k, top_p=args.top_p, generator=generator, num_videos_per_prompt=args.num_videos,
                   speculative=args.speculative).frames  # (B, T, H, W, 3)
     path = save_video(args.output, frames[0] if len(frames) == 1 else video_grid(frames), fps=args.fps)
@@ -118,7 +188,10 @@ def run_rollout(args: argparse.Namespace) -> int:
     from worldmodel.pipelines.physics_rollout import PhysicsRolloutPipeline
     from worldmodel.video import read_video, side_by_side
 
-    _check_output(args)
+    _check_args(args)
+    if args.prompt is not None and not args.prompt.strip():
+        raise ValueError("--prompt is empty: describe the video in words, or leave --prompt out for an "
+                         "unconditional rollout")
     annotation = find_annotation(args.input) if args.compare_sim else None
     if args.compare_sim and annotation is None:
         raise ValueError(f"--compare-sim needs the annotation of {args.input}: looked for "

@@ -30,7 +30,7 @@ class TextToVideoPipeline(WorldModelPipeline):
     """
 
     @torch.no_grad()
-    def __call__(self, prompt: str | list[str], num_frames: int | None = None, guidance_scale: float = 3.0,
+    def __call__(self, prompt: str | list[str] | None, num_frames: int | None = None, guidance_scale: float = 3.0,
                  temperature: float = 1.0, top_k: int | None = 5, top_p: float | None = None,
                  generator: torch.Generator | None = None, num_videos_per_prompt: int = 1,
                  output_type: str = "np", speculative: bool | str = False, num_draft_tokens: int = 4,
@@ -39,7 +39,9 @@ class TextToVideoPipeline(WorldModelPipeline):
         """Generate ``num_videos_per_prompt`` videos per prompt.
 
         Args:
-            prompt: a prompt or a list of prompts (at most the world model's ``max_text_len`` bytes each).
+            prompt: a prompt or a list of prompts (at most the world model's ``max_text_len`` bytes each);
+                ``None`` generates unconditionally (guidance then has nothing to compare and is ignored). An
+                empty or whitespace-only prompt is refused.
             num_frames: video frames, ``1 + tc * k``; default: the world model's training length. Longer
                 videos slide a window over latent frames (``window_stride`` latent frames per step).
             guidance_scale: classifier-free guidance ``uncond + s * (cond - uncond)``; 1 disables it.
@@ -55,11 +57,12 @@ class TextToVideoPipeline(WorldModelPipeline):
         check_output_type(output_type)
         if not isinstance(num_videos_per_prompt, int) or num_videos_per_prompt < 1:
             raise ValueError(f"num_videos_per_prompt must be a positive integer, got {num_videos_per_prompt!r}")
-        prompts = [p for p in as_prompts(prompt) for _ in range(num_videos_per_prompt)]
+        prompts = None if prompt is None else [p for p in as_prompts(prompt) for _ in range(num_videos_per_prompt)]
         num_frames = self.trained_frames if num_frames is None else num_frames
         t = self.latent_frames(num_frames)
         h, w = self.world_model.config.latent_height, self.world_model.config.latent_width
-        context = torch.zeros(len(prompts), 0, h, w, dtype=torch.long)  # nothing to continue
+        batch = num_videos_per_prompt if prompts is None else len(prompts)
+        context = torch.zeros(batch, 0, h, w, dtype=torch.long)  # nothing to continue
         sampling = SamplingParams(temperature, top_k, top_p)
         codes = self._sample_codes(context, t, prompts, guidance_scale, sampling, generator, speculative,
                                    num_draft_tokens, use_cache, window_stride)

@@ -7,8 +7,8 @@ exactly when its ``meta.json`` does)::
     CACHE/index.jsonl         one line per row: id, captions (all paraphrases), scenario, split
     CACHE/meta.json           codebook_size, latent_shape, frames, height, width, tokenizer config, counts
 
-Build one with :func:`encode_dataset` or ``python -m worldmodel.tokenizers.cache --tokenizer DIR
---data DATASET_DIR --out CACHE``; read it with :class:`TokenDataset` / :class:`TokenDataModule`.
+Build one with :func:`encode_dataset` / :func:`encode_videos` or ``worldmodel tokenize --tokenizer DIR
+--videos DIR --out CACHE``; read it with :class:`TokenDataset` / :class:`TokenDataModule`.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from worldmodel.io import atomic_path, write_json_atomic, write_text_atomic
+from worldmodel.pretrained import load_pretrained
 from worldmodel.tokenizers.video_tokenizer import VideoTokenizer
 from worldmodel.video import VideoReadError, read_video
 
@@ -125,12 +126,32 @@ def encode_dataset(tokenizer: VideoTokenizer, dataset_dir: str | os.PathLike, ou
     return out_dir
 
 
+def encode_videos(tokenizer: VideoTokenizer, videos: str | os.PathLike, out_dir: str | os.PathLike,
+                  frames: int = 17, size: int = 64, fps: float = 10.0, captions: str | os.PathLike | None = None,
+                  batch_size: int = 16, progress: bool = True) -> Path:
+    """Encode any folder of videos into a token cache at ``out_dir``.
+
+    Clips of ``frames`` frames at ``fps``, ``size`` x ``size`` are cut first into ``out_dir/clips`` (see
+    :func:`~worldmodel.datasets.clips.extract_clips`: unusable files are skipped and listed in
+    ``out_dir/clips/clips.json`` and in ``meta.json``), then encoded by :func:`encode_dataset`.
+    """
+    from worldmodel.datasets.clips import extract_clips
+
+    out_dir = Path(out_dir)
+    record = extract_clips(videos, out_dir / "clips", frames=frames, size=size, fps=fps, captions=captions,
+                           progress=progress)
+    encode_dataset(tokenizer, out_dir / "clips", out_dir, batch_size=batch_size, progress=progress)
+    meta = read_cache_meta(out_dir)
+    write_json_atomic(out_dir / META, {**meta, "skipped_files": record["skipped"]})
+    return out_dir
+
+
 def read_cache_meta(cache_dir: str | os.PathLike) -> dict[str, Any]:
     """The ``meta.json`` of a complete token cache (clear error when the folder is not one)."""
     path = Path(cache_dir) / META
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: not a complete token cache; build one with encode_dataset "
-                                "or `python -m worldmodel.tokenizers.cache`")
+        raise FileNotFoundError(f"{path}: not a complete token cache; build one with "
+                                "`worldmodel tokenize --tokenizer DIR --videos DIR --out CACHE`")
     return json.loads(path.read_text(encoding="utf-8"))
 
 
@@ -210,7 +231,7 @@ class TokenDataModule(L.LightningDataModule):
             return
         if not hp.tokenizer:
             raise ValueError("TokenDataModule needs `tokenizer` (a save_pretrained folder) to build missing caches")
-        tokenizer = VideoTokenizer.from_pretrained(hp.tokenizer, low_cpu_mem_usage=False)
+        tokenizer = load_pretrained(VideoTokenizer, hp.tokenizer)
         for videos, cache in missing:
             encode_dataset(tokenizer, videos, cache)
 
@@ -246,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strict", action="store_true", help="fail on the first unreadable video")
     args = parser.parse_args(argv)
     try:
-        tokenizer = VideoTokenizer.from_pretrained(args.tokenizer, low_cpu_mem_usage=False)
+        tokenizer = load_pretrained(VideoTokenizer, args.tokenizer)
         out = encode_dataset(tokenizer, args.data, args.out, batch_size=args.batch_size,
                              num_workers=args.workers, strict=args.strict)
     except (ValueError, FileNotFoundError, OSError) as err:

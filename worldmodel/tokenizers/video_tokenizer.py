@@ -25,6 +25,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
+from worldmodel.pretrained import LocalPretrained
 from worldmodel.tokenizers.layers import (
     CausalConv3d,
     Downsample,
@@ -114,7 +115,7 @@ class Decoder(nn.Module):
         return depth_to_space(self.conv_out(F.silu(self.norm_out(h))), self.patch)
 
 
-class VideoTokenizer(ModelMixin, ConfigMixin):
+class VideoTokenizer(LocalPretrained, ModelMixin, ConfigMixin):
     """Causal spatiotemporal tokenizer with an FSQ or VQ-EMA bottleneck.
 
     Args:

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
+from worldmodel.pretrained import load_pretrained
 from worldmodel.tokenizers.video_tokenizer import VideoTokenizer
 from worldmodel.training.common import adamw_warmup_cosine, export_component, export_main, save_pretrained_atomic
 
@@ -100,7 +101,7 @@ class TokenizerModule(L.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         if pretrained:
-            self.tokenizer = VideoTokenizer.from_pretrained(pretrained, low_cpu_mem_usage=False)
+            self.tokenizer = load_pretrained(VideoTokenizer, pretrained)
         else:
             self.tokenizer = VideoTokenizer(
                 temporal_compression=temporal_compression, spatial_compression=spatial_compression,

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from worldmodel.model import WorldModel
+from worldmodel.pretrained import load_pretrained
 from worldmodel.tokenizers.text import ByteTokenizer
 from worldmodel.training.common import adamw_warmup_cosine, export_component, export_main, save_pretrained_atomic
 
@@ -56,7 +57,7 @@ class WorldModelModule(L.LightningModule):
         if not 0.0 <= text_dropout <= 1.0:
             raise ValueError(f"text_dropout must be a probability in [0, 1], got {text_dropout}.")
         self.save_hyperparameters()
-        self.model = WorldModel.from_pretrained(pretrained) if pretrained else WorldModel(**(model_config or {}))
+        self.model = load_pretrained(WorldModel, pretrained) if pretrained else WorldModel(**(model_config or {}))
         self.text_tokenizer = ByteTokenizer(self.model.config.max_text_len)
 
     def _inputs(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
