@@ -101,7 +101,7 @@ class TokenizerModule(L.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         if pretrained:
-            self.tokenizer = load_pretrained(VideoTokenizer, pretrained)
+            self.tokenizer = load_pretrained(VideoTokenizer, pretrained).train()  # loaded in eval mode
         else:
             self.tokenizer = VideoTokenizer(
                 temporal_compression=temporal_compression, spatial_compression=spatial_compression,
