@@ -95,3 +95,22 @@ def test_demo_runs_in_reduced_form(tmp_path):
     summary = json.loads((tmp_path / "demo.json").read_text())
     assert set(summary["physics_score"]) == {"model", "copy_last", "constant_velocity"}
     assert all(0.0 <= s <= 1.0 for s in summary["physics_score"].values())
+
+
+@pytest.mark.parametrize("scenario", ["parabola", "bounce"])
+def test_shipped_rollouts_keep_their_balls(pipe, scenario):
+    """Object permanence of the shipped default's greedy rollouts on held-out `val` episodes of the scenarios where
+    it holds today (docs/default-model.md has every scenario): a change that makes balls split, vanish or change
+    colour in these fails here."""
+    from worldmodel.datasets import simulate
+    from worldmodel.evaluation.permanence import permanence, summarize
+
+    rollout = PhysicsRolloutPipeline(**pipe.components)
+    results = []
+    for seed in range(2):
+        episode = simulate(scenario, "val", seed)
+        video = rollout(episode.frames[:5], num_frames=17, generator=torch.Generator().manual_seed(seed)).frames[0]
+        results.append(permanence(video, episode.annotation, start_frame=5))
+    summary = summarize(results)
+    assert summary["frames_checked"] >= 10
+    assert summary["frame_permanence"] >= 0.9, summary
