@@ -41,9 +41,10 @@ def current_commit() -> str:
 
 
 def write_results(path: str | os.PathLike, payload: dict[str, Any]) -> None:
-    """Write a benchmark's JSON atomically, stamping the payload and every result row with commit and command."""
+    """Write a benchmark's JSON atomically, stamping the payload and every new result row with commit and command
+    (rows kept from an earlier run, e.g. by an ``--only`` rerun of one part, keep their own)."""
     from worldmodel.io import write_json_atomic
 
     provenance = {"commit": current_commit(), "command": shlex.join(["python", *sys.argv])}
-    rows = [{**row, **provenance} for row in payload.get("results", [])]
+    rows = [{**provenance, **row} for row in payload.get("results", [])]
     write_json_atomic(path, {**payload, **provenance, "results": rows})

@@ -124,15 +124,21 @@ def cross_entropy(pipe: Any, episodes: list[Any]) -> float:
     return torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), ids[:, 1:].flatten()).item()
 
 
-def permanence_of_rollouts(decoder: Any, episodes: list[Any], context: int = 5) -> float | None:
-    """Share of predicted frames that keep every ball (rollouts from the first ``context`` frames, seed i)."""
+def rollout_quality(decoder: Any, episodes: list[Any], context: int = 5) -> dict[str, float | None]:
+    """Rollouts from the first ``context`` frames (seed i): share of predicted frames that keep every ball and the
+    mean PhyWorld velocity error (world units/s) against the simulator."""
     from worldmodel.evaluation.permanence import permanence, summarize
+    from worldmodel.evaluation.physics import episode_metrics
     from worldmodel.serving.batched import ClipRequest
 
     requests = [ClipRequest("", i, len(e.frames), context=e.frames[:context]) for i, e in enumerate(episodes)]
     videos = decoder(requests)
-    return summarize([permanence(v, e.annotation, start_frame=context) for v, e in zip(videos, episodes,
-                                                                                       strict=True)])["frame_permanence"]
+    pairs = list(zip(videos, episodes, strict=True))
+    kept = summarize([permanence(v, e.annotation, start_frame=context) for v, e in pairs])["frame_permanence"]
+    errors = [episode_metrics(v, e.annotation, e.frames, context)["velocity_error"] for v, e in pairs]
+    errors = [x for x in errors if x is not None]
+    return {"rollout frame permanence": kept,
+            "rollout velocity error": float(np.mean(errors)) if errors else None}
 
 
 def decode_speed(decoder: Any, batch: int, num_frames: int) -> float:
@@ -168,12 +174,13 @@ def quantisation_rows(args: argparse.Namespace) -> list[dict]:
                    "tokens/s, batch of 8": decode_speed(decoder, 8, args.frames),
                    "validation cross-entropy": cross_entropy(pipe, episodes)}
         if not args.quick:
-            figures["rollout frame permanence"] = permanence_of_rollouts(decoder, episodes)
+            figures.update(rollout_quality(decoder, episodes))
         for key, value in figures.items():
             if value is None:
                 continue
-            unit = "tokens/s" if "tokens" in key else "nats" if "entropy" in key else "share"
-            rows.append(_row(f"{name}: {key}", value, unit, higher_is_better="entropy" not in key))
+            kind = next((k for k in ("tokens", "entropy", "velocity") if k in key), "permanence")
+            unit = {"tokens": "tokens/s", "entropy": "nats", "velocity": "units/s", "permanence": "share"}[kind]
+            rows.append(_row(f"{name}: {key}", value, unit, higher_is_better=kind in ("tokens", "permanence")))
             if mode is None:
                 reference[key] = value
             elif key.startswith("tokens/s"):
@@ -192,12 +199,22 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the server and of part 2")
     parser.add_argument("--checkpoint", type=Path, default=None, help="pipeline folder (default: packaged)")
     parser.add_argument("--frames", type=int, default=None, help="frames per clip (default: 9, quick: 5)")
+    parser.add_argument("--only", choices=("serving", "quantisation"), default=None,
+                        help="run one part and replace only its rows in the existing results file")
     args = parser.parse_args()
     args.frames = args.frames or (5 if args.quick else 9)
     args.requests = 16 if args.quick else 48
     args.episodes = 4 if args.quick else 20
     torch.set_num_threads(args.threads)
-    results = serving_rows(args) + quantisation_rows(args)
+    parts = {"serving": serving_rows, "quantisation": quantisation_rows}
+    results = []
+    for part, rows in parts.items():
+        if args.only in (None, part):
+            results += rows(args)
+        elif RESULTS.is_file():  # keep the other part's rows from the last full run
+            quantised = lambda r: r["name"].split(":")[0] in ("float32", "int8", "int4")  # noqa: E731
+            results += [r for r in json.loads(RESULTS.read_text())["results"]
+                        if quantised(r) == (part == "quantisation")]
     width = max(len(r["name"]) for r in results)
     print(f"{'measure':<{width}}  {'value':>10}  unit      goal")
     for r in results:

@@ -13,7 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 MAX_LINES = 250
-HEADLINE_TABLES = ("default_model", "tokenizer", "generation")
+HEADLINE_TABLES = ("default_model", "tokenizer", "serving")
 LINK = re.compile(r"\]\(([^)\s#]+\.md)(?:#[^)\s]*)?\)")
 
 

@@ -61,3 +61,25 @@ def test_a_tiny_run_on_a_user_folder_exports_a_pipeline_that_generates_and_rolls
     exported = WorldModel.from_pretrained(tmp_path / "exported").state_dict()
     shipped = WorldModel.from_pretrained(out / "world_model").state_dict()
     assert exported.keys() == shipped.keys() and all(torch.equal(exported[k], shipped[k]) for k in shipped)
+
+
+def test_tokenize_verb_encodes_a_user_folder_with_captions_and_lists_skipped_files(tmp_path, capsys):
+    from worldmodel.tokenizers import VideoTokenizer
+    from worldmodel.tokenizers.cache import TokenDataset, read_cache_meta
+
+    make_user_folder(tmp_path / "videos")
+    torch.manual_seed(0)
+    tokenizer_dir = tmp_path / "tok"
+    VideoTokenizer(channels=(8, 8, 8), fsq_levels=(4, 4)).save_pretrained(tokenizer_dir)
+    captions = tmp_path / "captions.jsonl"
+    captions.write_text(json.dumps({"video": "noise.mkv", "caption": "grey noise, nothing moves"}) + "\n")
+    code = main(["tokenize", "--tokenizer", str(tokenizer_dir), "--videos", str(tmp_path / "videos"),
+                 "--out", str(tmp_path / "cache"), "--frames", "9", "--size", "32", "--captions", str(captions)])
+    assert code == 0 and "wrote the token cache" in capsys.readouterr().out
+    meta = read_cache_meta(tmp_path / "cache")
+    skipped = {str(s["file"]).rsplit("/", 1)[-1] for s in meta["skipped_files"]}
+    assert {"corrupt.mp4", "empty.mov", "notes.mp4"} <= skipped
+    items = [TokenDataset(tmp_path / "cache")[i] for i in range(len(TokenDataset(tmp_path / "cache")))]
+    assert items and all(item["codes"].shape == (3, 4, 4) for item in items)  # 9 frames of 32x32 at 4x8x8
+    by_caption = {item["caption"] for item in items}
+    assert "grey noise, nothing moves" in by_caption and "a red square moves right" in by_caption

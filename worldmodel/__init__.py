@@ -38,6 +38,7 @@ _EXPORTS = {
     "WorldModel": "worldmodel.model",
     "TextToVideoPipeline": "worldmodel.pipelines",
     "PhysicsRolloutPipeline": "worldmodel.pipelines",
+    "VideoToTextPipeline": "worldmodel.pipelines",
     "evaluate_physics": "worldmodel.evaluation",
     "frechet_video_distance": "worldmodel.evaluation",
     "text_adherence": "worldmodel.evaluation",

@@ -1,7 +1,7 @@
 """worldmodel: simulate a physics world, tokenize video, train, generate and evaluate.
 
 Each area owns its sub-commands in its own ``cli.py`` with a ``register(subparsers)`` function:
-``data`` (datasets), ``train`` (training), ``generate`` / ``rollout`` (pipelines), ``evaluate``
+``data`` (datasets), ``train`` (training), ``generate`` / ``rollout`` / ``describe`` / ``ask`` (pipelines), ``evaluate``
 (evaluation). Handlers are set with ``parser.set_defaults(func=...)`` and return an exit code; a command may set
 ``interrupt_hint`` (what Ctrl-C keeps and how to resume). User errors (``ValueError``, ``FileNotFoundError``,
 a refused path) end in one line on stderr and exit code 2; Ctrl-C in one line and exit code 130.
@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "worldmodel.datasets.cli",
     "worldmodel.training.cli",
     "worldmodel.pipelines.cli",
+    "worldmodel.pipelines.understanding_cli",
     "worldmodel.evaluation.cli",
     "worldmodel.serving.cli",
     "worldmodel.demo",

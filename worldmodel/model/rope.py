@@ -58,9 +58,15 @@ class VideoRoPE(nn.Module):
         self._table: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def _compute(self, start: int, length: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        coords = grid_positions(start, length, self.height, self.width).double()  # (N, 3)
-        freqs = torch.cat([coords[:, i : i + 1] * inv for i, inv in enumerate(self.inv)], dim=-1)  # (N, dr / 2)
-        emb = torch.cat((freqs, freqs), dim=-1)  # (N, rope_dim)
+        return self.at(grid_positions(start, length, self.height, self.width), device)
+
+    def at(self, coords: torch.Tensor, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin `(..., rope_dim)` in fp32 on `device` of explicit 3D coordinates `coords (..., 3)` (text
+        positions of the understanding layout, see text_output.py, have their own)."""
+        coords = coords.double()
+        freqs = torch.cat([coords[..., i : i + 1] * inv for i, inv in enumerate(self.inv)], dim=-1)  # (..., dr / 2)
+        emb = torch.cat((freqs, freqs), dim=-1)  # (..., rope_dim)
+        device = torch.device("cpu") if device is None else device
         return emb.cos().float().to(device), emb.sin().float().to(device)
 
     def forward(self, start: int, length: int, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:

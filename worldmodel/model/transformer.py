@@ -2,6 +2,7 @@
 
 Sequence: `[BOS, code_0, code_1, ...]` with codes in raster order (t, h, w); `logits[:, i]` predicts code i.
 Position 0 is BOS, position p >= 1 is video code p - 1 at 3D coordinate (t + 1, h, w) (see rope.py).
+With `text_output` the model also reads and writes text after the codes (`[TXT] bytes [EOS]`, text_output.py).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from .moe import Experts, MoE
 from .rope import VideoRoPE, split_rope_dims
 from .router import Router
 from .text_encoder import TextEncoder
+from .text_output import BYTE_CLASSES, TextVocab, sequence_coords
 
 # MoE arguments read from another WorldModel config key than `moe_<argument>`.
 MOE_CONFIG_KEYS = {"d_model": "d_model", "n_experts": "moe_experts", "n_groups": "moe_groups",
@@ -44,11 +46,13 @@ def build_moe(config: dict) -> MoE:
 class WorldModelOutput(BaseOutput):
     """`logits (B, N, codebook_size)`, `aux_loss` (scalar, MoE auxiliary losses summed), `stats` (MoE routing
     statistics keyed `layer{i}/{name}`: `load (E,)`, `utilisation`, `max_mean_load`, `experts_per_token`,
-    `dropped_share`)."""
+    `dropped_share`); with `text_output`, `text_logits (B, N, 257)` of the byte head (bytes, then EOS) at every
+    position (meaningful from TXT on), else None."""
 
     logits: torch.Tensor
     aux_loss: torch.Tensor
     stats: dict[str, torch.Tensor]
+    text_logits: torch.Tensor | None = None
 
 
 class WorldModel(LocalPretrained, ModelMixin, ConfigMixin):
@@ -65,6 +69,9 @@ class WorldModel(LocalPretrained, ModelMixin, ConfigMixin):
     when generating alike, and about `mod_rho` of the tokens skip it; `calibrate_depth_routers` sets its
     thresholds on data after training). Both are off by default.
     `max_seq_len = latent_frames * latent_height * latent_width + 1` (BOS included).
+    Video understanding: `text_output=True` adds TXT, EOS and the 256 bytes to the embedding table, a byte head
+    beside the code head and text positions after the video (text_output.py, docs/sequence-layout.md);
+    `max_seq_len` grows by `max_answer_len + 1` (TXT and the answer bytes). Off, the model is exactly as without.
     """
 
     config_name = "config.json"
@@ -114,6 +121,8 @@ class WorldModel(LocalPretrained, ModelMixin, ConfigMixin):
         sparse_top_k: int = 8,
         mod_layers: list[int] | None = None,
         mod_rho: float = 0.3,
+        text_output: bool = False,
+        max_answer_len: int = 0,
     ) -> None:
         super().__init__()
         self._validate_config()
@@ -121,7 +130,8 @@ class WorldModel(LocalPretrained, ModelMixin, ConfigMixin):
         self.rope = VideoRoPE(
             qk_rope_head_dim, latent_height, latent_width, rope_theta, latent_frames * latent_height * latent_width + 1
         )
-        self.embed = nn.Embedding(codebook_size + 1, d_model)  # + BOS
+        self.vocab = TextVocab(codebook_size)
+        self.embed = nn.Embedding(self.vocab.size if text_output else codebook_size + 1, d_model)  # + BOS (+ text)
         self.text_encoder = TextEncoder(ByteTokenizer.vocab_size, max_text_len, text_d_model, text_layers, text_heads)
         bridges = set(range(n_layers)) if bridge_layers is None else set(bridge_layers)
         sparse = attention_impl == "block_sparse"
@@ -142,6 +152,7 @@ class WorldModel(LocalPretrained, ModelMixin, ConfigMixin):
             self.blocks.append(Block(attn, ffn, bridge, d_model, norm_eps, router))
         self.norm = nn.RMSNorm(d_model, eps=norm_eps)
         self.lm_head = nn.Linear(d_model, codebook_size, bias=False)
+        self.text_head = nn.Linear(d_model, BYTE_CLASSES, bias=False) if text_output else None
         self.apply(self._init_weights)
 
     def _validate_config(self) -> None:
@@ -164,6 +175,12 @@ class WorldModel(LocalPretrained, ModelMixin, ConfigMixin):
             raise ValueError(f"mod_layers must be layer indices in [0, {c.n_layers}), got {c.mod_layers}.")
         if not 0.0 <= c.mod_rho < 1.0:
             raise ValueError(f"mod_rho (share of tokens skipping a routed block) must be in [0, 1), got {c.mod_rho}.")
+        if c.text_output and c.max_answer_len < 1:
+            raise ValueError(f"text_output needs max_answer_len >= 1 (answer bytes per sequence), got "
+                             f"{c.max_answer_len}.")
+        if c.text_output and c.mod_layers:
+            raise ValueError("text_output cannot be combined with mod_layers: Mixture-of-Depths routing takes one "
+                             "position table for the whole batch, and understanding rows place their text apart.")
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -180,10 +197,15 @@ class WorldModel(LocalPretrained, ModelMixin, ConfigMixin):
         return self.config.codebook_size
 
     @property
-    def max_seq_len(self) -> int:
-        """Longest sequence the model takes: every code of the largest latent grid plus BOS."""
+    def grid_len(self) -> int:
+        """Longest video sequence: every code of the largest latent grid plus BOS."""
         c = self.config
         return c.latent_frames * c.latent_height * c.latent_width + 1
+
+    @property
+    def max_seq_len(self) -> int:
+        """Longest sequence the model takes: `grid_len`, plus TXT and `max_answer_len` bytes with text output."""
+        return self.grid_len + (self.config.max_answer_len + 1 if self.config.text_output else 0)
 
     def new_cache(self, batch_size: int) -> KVCache:
         """An empty KV cache for `batch_size` sequences (latent + RoPE key per layer)."""
@@ -240,30 +262,33 @@ class WorldModel(LocalPretrained, ModelMixin, ConfigMixin):
         text: TextContext | None = None,
         cache: KVCache | None = None,
         router_stats: bool = True,
+        text_start: torch.Tensor | None = None,
     ) -> WorldModelOutput:
         """input_ids (B, N) -> logits (B, N, codebook_size); with a cache, positions start at `cache.length`.
 
         `router_stats=False` (decoding, eval mode) skips the MoE auxiliary losses and routing statistics
         (`aux_loss` is then 0 and `stats` holds only what Mixture-of-Depths reports).
+        Understanding rows (`text_output`): `text_start (B,)` is each row's sequence index of TXT (also when TXT is
+        already in the cache); positions from it on are text and get text positions (text_output.py).
         """
         if input_ids.ndim != 2 or input_ids.shape[1] == 0 or input_ids.dtype != torch.long:
             raise ValueError(
                 f"input_ids must be a non-empty LongTensor (B, N), got {input_ids.dtype} {tuple(input_ids.shape)}."
             )
-        lo, hi = (int(v) for v in torch.aminmax(input_ids))
-        if lo < 0 or hi > self.bos_token_id:
-            raise ValueError(
-                f"input_ids must be video codes in [0, {self.config.codebook_size}) or BOS={self.bos_token_id}, "
-                f"got values in [{lo}, {hi}]."
-            )
         start, n = (cache.length if cache is not None else 0), input_ids.shape[1]
+        self._check_ids(input_ids, start, text_start)
         if start + n > self.max_seq_len:
             raise ValueError(
-                f"Sequence of {start + n} tokens (cache {start} + input {n}) is longer "
-                f"than max_seq_len {self.max_seq_len} = latent_frames*latent_height*latent_width + 1."
+                f"Sequence of {start + n} tokens (cache {start} + input {n}) is longer than max_seq_len "
+                f"{self.max_seq_len} = latent_frames*latent_height*latent_width + 1 (+ max_answer_len + 1 with text)."
             )
         x = self.embed(input_ids)  # (B, N, D)
-        cos, sin = self.rope(start, input_ids.shape[1], input_ids.device)  # (N, dr) each
+        if text_start is None:
+            cos, sin = self.rope(start, n, input_ids.device)  # (N, dr) each
+        else:  # per row: video grid before TXT, text positions from it on
+            c = self.config
+            coords = sequence_coords(start, n, c.latent_height, c.latent_width, text_start)  # (B, N, 3)
+            cos, sin = self.rope.at(coords, input_ids.device)  # (B, N, dr) each
         aux = x.new_zeros((), dtype=torch.float32)
         stats: dict[str, torch.Tensor] = {}
         for i, block in enumerate(self.blocks):
@@ -273,5 +298,32 @@ class WorldModel(LocalPretrained, ModelMixin, ConfigMixin):
             stats.update({f"layer{i}/{k}": v for k, v in block_stats.items()})
         if cache is not None:
             cache.advance(input_ids.shape[1])
-        logits = self.lm_head(self.norm(x))  # (B, N, V)
-        return WorldModelOutput(logits=logits, aux_loss=aux, stats=stats)
+        h = self.norm(x)  # (B, N, D)
+        logits = self.lm_head(h)  # (B, N, V)
+        text_logits = self.text_head(h) if self.text_head is not None else None  # (B, N, 257)
+        return WorldModelOutput(logits=logits, aux_loss=aux, stats=stats, text_logits=text_logits)
+
+    def _check_ids(self, input_ids: torch.Tensor, start: int, text_start: torch.Tensor | None) -> None:
+        """One clear ValueError for ids outside the vocabulary, text ids before TXT or codes after it, and video
+        sequences beyond the latent grid."""
+        lo, hi = (int(v) for v in torch.aminmax(input_ids))
+        top = self.vocab.size - 1 if self.config.text_output else self.bos_token_id
+        if lo < 0 or hi > top:
+            text = f", TXT, EOS or bytes up to {top}" if self.config.text_output else ""
+            raise ValueError(
+                f"input_ids must be video codes in [0, {self.config.codebook_size}) or BOS={self.bos_token_id}{text}, "
+                f"got values in [{lo}, {hi}]."
+            )
+        if text_start is None:
+            if hi > self.bos_token_id or self.config.text_output and start + input_ids.shape[1] > self.grid_len:
+                raise ValueError("text tokens and positions beyond the video grid need text_start (the index of TXT).")
+            return
+        if not self.config.text_output:
+            raise ValueError("text_start is for world models with text_output; this one has none.")
+        if text_start.shape != input_ids.shape[:1]:
+            raise ValueError(f"text_start must hold one index per row (B,), got {tuple(text_start.shape)}.")
+        pos = torch.arange(start, start + input_ids.shape[1], device=input_ids.device)  # (N,)
+        is_text = pos[None] >= text_start.to(input_ids.device)[:, None]  # (B, N)
+        if ((input_ids > self.bos_token_id) != is_text).any() or (text_start > self.grid_len).any():
+            raise ValueError("text tokens (TXT, EOS, bytes) must fill each row from text_start on, after at most "
+                             "the video grid's codes, and video codes or BOS come before it.")

@@ -1,4 +1,4 @@
-"""worldmodel.pipelines: text-to-video and physics-rollout generation with fast decoding.
+"""worldmodel.pipelines: text-to-video and physics-rollout generation with fast decoding, and video to text.
 
 Names are imported on first use (PEP 562), so that ``worldmodel --help`` and the CLI stay fast: importing
 ``worldmodel.pipelines.cli`` must not pull in torch and diffusers.
@@ -18,6 +18,8 @@ _EXPORTS = {
     "PhysicsRolloutPipelineOutput": "physics_rollout",
     "TextToVideoPipeline": "text_to_video",
     "TextToVideoPipelineOutput": "text_to_video",
+    "VideoToTextPipeline": "video_to_text",
+    "VideoToTextPipelineOutput": "video_to_text",
     "DecodeOptions": "sampling",
     "GuidedModel": "sampling",
     "SamplingParams": "sampling",

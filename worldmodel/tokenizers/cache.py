@@ -199,9 +199,13 @@ class TokenDataset(Dataset):
 
 
 def collate_tokens(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Batch TokenDataset items: ``{"codes": (B, t, h, w), "captions": list[str], "ids": list[str]}``."""
-    return {"codes": torch.stack([item["codes"] for item in items]),
-            "captions": [item["caption"] for item in items], "ids": [item["id"] for item in items]}
+    """Batch TokenDataset items: ``{"codes": (B, t, h, w), "captions": list[str], "ids": list[str]}`` (+ the
+    items' ``"understanding"`` examples as a list when they hold them)."""
+    batch = {"codes": torch.stack([item["codes"] for item in items]),
+             "captions": [item["caption"] for item in items], "ids": [item["id"] for item in items]}
+    if "understanding" in items[0]:
+        batch["understanding"] = [item["understanding"] for item in items]
+    return batch
 
 
 class TokenDataModule(L.LightningDataModule):
@@ -212,11 +216,17 @@ class TokenDataModule(L.LightningDataModule):
         tokenizer, train_videos, val_videos: when given, ``prepare_data`` builds a missing cache by
             encoding that dataset folder with the ``save_pretrained`` tokenizer at ``tokenizer``.
         batch_size, num_workers, seed: loader settings; ``seed`` fixes shuffling and caption draws.
+        understanding: items also carry one understanding example each (``"understanding"``, see
+            ``worldmodel.datasets.understanding_data``), from the annotations of the dataset folders the caches
+            were encoded from (``train_annotations`` / ``val_annotations`` override them);
+            ``context_latent_frames`` latent frames for predictive questions, ``description_share`` descriptions.
     """
 
     def __init__(self, train_dir: str, val_dir: str | None = None, tokenizer: str | None = None,
                  train_videos: str | None = None, val_videos: str | None = None, batch_size: int = 32,
-                 num_workers: int = 0, seed: int = 0) -> None:
+                 num_workers: int = 0, seed: int = 0, understanding: bool = False,
+                 train_annotations: str | None = None, val_annotations: str | None = None,
+                 context_latent_frames: int = 2, description_share: float = 0.25) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.train_set: TokenDataset | None = None
@@ -238,6 +248,15 @@ class TokenDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         """Open the caches."""
         hp = self.hparams
+        if hp.understanding:
+            from worldmodel.datasets.understanding_data import UnderstandingTokenDataset
+
+            settings = {"context_latent_frames": hp.context_latent_frames, "description_share": hp.description_share,
+                        "seed": hp.seed}
+            self.train_set = UnderstandingTokenDataset(hp.train_dir, hp.train_annotations, **settings)
+            self.val_set = (UnderstandingTokenDataset(hp.val_dir, hp.val_annotations, redraw=False, **settings)
+                            if hp.val_dir else None)
+            return
         self.train_set = TokenDataset(hp.train_dir, seed=hp.seed)
         self.val_set = TokenDataset(hp.val_dir, seed=hp.seed, random_caption=False) if hp.val_dir else None
 

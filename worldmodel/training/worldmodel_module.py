@@ -7,6 +7,12 @@ classifier-free guidance works at sampling time. The loss adds the MoE auxiliary
 biases are updated once per optimiser step. Export: `export_dir` gets `WorldModel.save_pretrained` after every
 validation and at the end of training, and any checkpoint exports with
 `python -m worldmodel.training.worldmodel_module CHECKPOINT OUT_DIR`.
+
+Joint understanding (a world model with `text_output`, a data module with `understanding=True`): a share
+`understanding_share` of each batch's rows become understanding examples (docs/sequence-layout.md): the row's codes
+cut to the example's latent frames, its question (or "describe the video") through the bridge, its answer bytes
+after TXT, cross-entropy of the byte head on the answer bytes and EOS only (`{stage}/text_ce`). The other rows train
+generation as above; the two losses add (`text_weight` on the text one).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from worldmodel.model import WorldModel
+from worldmodel.model.text_output import IGNORE, understanding_batch
 from worldmodel.pretrained import load_pretrained
 from worldmodel.tokenizers.text import ByteTokenizer
 from worldmodel.training.common import adamw_warmup_cosine, export_component, export_main, save_pretrained_atomic
@@ -37,6 +44,8 @@ class WorldModelModule(L.LightningModule):
         seed: seeds the text-dropout draws.
         export_dir: if set, `save_pretrained` the world model there after each validation and at the end.
         pretrained: start from a `save_pretrained` folder instead of random weights.
+        understanding_share: share of each batch trained on understanding examples when the world model has
+            `text_output` (at least one row, never all); `text_weight` weighs their byte loss.
     """
 
     def __init__(
@@ -52,12 +61,20 @@ class WorldModelModule(L.LightningModule):
         seed: int = 0,
         export_dir: str | None = None,
         pretrained: str | None = None,
+        understanding_share: float = 0.25,
+        text_weight: float = 1.0,
     ) -> None:
         super().__init__()
         if not 0.0 <= text_dropout <= 1.0:
             raise ValueError(f"text_dropout must be a probability in [0, 1], got {text_dropout}.")
+        if not 0.0 <= understanding_share < 1.0:
+            raise ValueError(f"understanding_share must be in [0, 1) (generation keeps a share), got "
+                             f"{understanding_share}.")
         self.save_hyperparameters()
-        self.model = load_pretrained(WorldModel, pretrained) if pretrained else WorldModel(**(model_config or {}))
+        if pretrained:
+            self.model = load_pretrained(WorldModel, pretrained).train()  # loaded in eval mode
+        else:
+            self.model = WorldModel(**(model_config or {}))
         self.text_tokenizer = ByteTokenizer(self.model.config.max_text_len)
 
     def _inputs(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -75,18 +92,60 @@ class WorldModelModule(L.LightningModule):
         drop = torch.rand(len(captions), generator=generator) < hp.text_dropout
         return ["" if d else c for c, d in zip(captions, drop.tolist(), strict=True)]
 
-    def _step(self, batch: dict[str, Any], stage: str) -> torch.Tensor:
+    def _understanding_rows(self, batch: dict[str, Any], step: int) -> list[int]:
+        """Rows of `batch` that train understanding: `understanding_share` of them (at least one, never all),
+        chosen by a generator seeded by seed, rank and step; none without text output or examples."""
+        share, rows = self.hparams.understanding_share, batch["codes"].shape[0]
+        if not self.model.config.text_output or share == 0:
+            return []
+        if "understanding" not in batch:
+            raise ValueError("the world model has text_output but the batches carry no understanding examples: "
+                             "give the data module understanding: true (or set understanding_share: 0)")
+        count = max(1, round(share * rows))
+        if count >= rows:
+            raise ValueError(f"a batch of {rows} rows cannot hold understanding_share {share} of understanding "
+                             "examples and still train generation: raise the batch size")
+        generator = torch.Generator().manual_seed(hash((self.hparams.seed, self.global_rank, step, 1)) % 2**63)
+        return sorted(torch.randperm(rows, generator=generator)[:count].tolist())
+
+    def _understanding_loss(self, batch: dict[str, Any], rows: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(byte cross-entropy on the answers, MoE aux loss) of the understanding examples of `rows`."""
+        examples = [batch["understanding"][i] for i in rows]
+        codes = [batch["codes"][i, : e["latent_frames"]].reshape(-1) for i, e in zip(rows, examples, strict=True)]
+        answers = [e["answer"].encode("utf-8") for e in examples]
+        longest = max(len(a) for a in answers)
+        if longest > self.model.config.max_answer_len:
+            raise ValueError(f"an answer of {longest} bytes exceeds the world model's max_answer_len "
+                             f"{self.model.config.max_answer_len}: raise it (descriptions take up to 320 bytes)")
+        ids, start, targets = understanding_batch(codes, answers, self.model.vocab)  # (U, L) each, start (U,)
+        device = batch["codes"].device
+        text = self.model.encode_text(*self.text_tokenizer.encode([e["prompt"] for e in examples]))
+        out = self.model(ids.to(device), text, text_start=start.to(device))
+        ce = F.cross_entropy(out.text_logits.float().flatten(0, 1), targets.to(device).flatten(), ignore_index=IGNORE)
+        return ce, out.aux_loss
+
+    def _step(self, batch: dict[str, Any], stage: str, step: int) -> torch.Tensor:
         ids, targets = self._inputs(batch["codes"])
         captions = list(batch["captions"])
         if stage == "train":
             captions = self._drop_captions(captions)
+        rows = self._understanding_rows(batch, step)
+        if rows:  # the other rows train generation
+            keep = [i for i in range(ids.shape[0]) if i not in rows]
+            ids, targets, captions = ids[keep], targets[keep], [captions[i] for i in keep]
         text = self.model.encode_text(*self.text_tokenizer.encode(captions))
         out = self.model(ids, text)
         ce = F.cross_entropy(out.logits.float().flatten(0, 1), targets.flatten())
-        loss = ce + self.hparams.aux_weight * out.aux_loss
-        bsz, sync = ids.shape[0], stage != "train"
+        aux = out.aux_loss
+        loss = ce
+        bsz, sync = batch["codes"].shape[0], stage != "train"
+        if rows:
+            text_ce, text_aux = self._understanding_loss(batch, rows)
+            loss, aux = loss + self.hparams.text_weight * text_ce, aux + text_aux
+            self.log(f"{stage}/text_ce", text_ce, prog_bar=True, sync_dist=sync, batch_size=len(rows))
+        loss = loss + self.hparams.aux_weight * aux
         self.log(f"{stage}/ce", ce, prog_bar=True, sync_dist=sync, batch_size=bsz)
-        self.log_dict({f"{stage}/loss": loss, f"{stage}/aux_loss": out.aux_loss}, sync_dist=sync, batch_size=bsz)
+        self.log_dict({f"{stage}/loss": loss, f"{stage}/aux_loss": aux}, sync_dist=sync, batch_size=bsz)
         if stage == "train":
             self.log_dict(self._routing_logs(out.stats), batch_size=bsz)
         return loss
@@ -103,12 +162,14 @@ class WorldModelModule(L.LightningModule):
         return logs
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        """Next-token cross-entropy (+ MoE auxiliary losses) on a batch of codes, text dropped at random."""
-        return self._step(batch, "train")
+        """Next-token cross-entropy (+ MoE auxiliary losses) on a batch of codes, text dropped at random (+ the
+        byte loss of the understanding rows)."""
+        return self._step(batch, "train", self.global_step)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        """Conditional next-token cross-entropy on validation codes."""
-        self._step(batch, "val")
+        """Conditional next-token cross-entropy on validation codes (+ the byte loss of understanding rows, the
+        same rows at every validation)."""
+        self._step(batch, "val", batch_idx)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """One balancing-bias step per optimiser step, from the loads of all micro-batches (all processes)."""

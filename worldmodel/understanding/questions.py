@@ -140,6 +140,25 @@ def answer(question: Question, annotation: dict[str, Any], context_frames: int =
     return CANNOT_ANSWER
 
 
+SIZES = ("tiny", "small", "medium", "large", "huge")
+MAX_COLLISIONS = 9  # collision counts the answer set holds (train episodes have at most 5)
+WALL_ANSWERS = ("left wall", "right wall", "floor", "ceiling", "none")
+
+
+def answer_set(question: Question) -> tuple[str, ...]:
+    """Every answer a template can have (the closed set a model chooses from); questions naming a ball may also
+    get :data:`CANNOT_ANSWER` (the clip lacks that ball)."""
+    named = (CANNOT_ANSWER,) if question.type not in ("count", "largest_colour", "collisions", "gravity") else ()
+    return {
+        "count": NUMBER_WORDS[1:],
+        "largest_colour": COLOR_NAMES,
+        "size": SIZES,
+        "collisions": tuple(str(n) for n in range(MAX_COLLISIONS + 1)),
+        "first_wall": WALL_ANSWERS,
+        "position": tuple(f"{row} {col}" for row in ROWS for col in COLUMNS),
+    }.get(question.type, ("yes", "no")) + named
+
+
 def questions_for(annotation: dict[str, Any], context_frames: int) -> list[tuple[Question, str]]:
     """Every template instance that applies to an episode, with its exact answer (predictive ones from
     ``context_frames``; position asked at the last frame)."""

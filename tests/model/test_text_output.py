@@ -1,0 +1,117 @@
+"""WorldModel with text output (docs/sequence-layout.md): vocabulary, text positions, cached decoding, causality."""
+
+import pytest
+import torch
+from test_world_model import TINY, text_for
+
+from worldmodel.model import WorldModel
+from worldmodel.model.rope import grid_positions
+from worldmodel.model.text_output import EOS_CLASS, IGNORE, sequence_coords, understanding_batch
+
+TEXT = dict(TINY, text_output=True, max_answer_len=12, max_text_len=64)
+
+
+def make(**overrides) -> WorldModel:
+    torch.manual_seed(0)
+    return WorldModel(**{"bridge_gate_init": 0.7, **TEXT, **overrides}).eval()
+
+
+def codes_of(model: WorldModel, frames: int, seed: int) -> torch.Tensor:
+    c = model.config
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, c.codebook_size, (frames * c.latent_height * c.latent_width,), generator=g)
+
+
+def test_off_is_todays_model_and_on_adds_the_vocabulary_and_byte_head():
+    torch.manual_seed(0)
+    off = WorldModel(**TINY)
+    on = make()
+    assert "text_head.weight" not in off.state_dict() and off.embed.num_embeddings == TINY["codebook_size"] + 1
+    assert off.max_seq_len == 3 * 4 * 4 + 1
+    assert on.embed.num_embeddings == TINY["codebook_size"] + 259 and on.text_head.out_features == 257
+    assert on.max_seq_len == off.max_seq_len + 12 + 1
+    assert set(on.state_dict()) - set(off.state_dict()) == {"text_head.weight"}
+    ids = torch.full((1, 5), off.bos_token_id)
+    out = off.eval()(ids)
+    assert out.text_logits is None and len(out.to_tuple()) == 3
+
+
+def test_text_positions_continue_the_time_axis_after_the_last_latent_frame():
+    h = w = 4
+    coords = sequence_coords(0, 40, h, w, torch.tensor([33, 17]))  # TXT after 2 and after 1 latent frames
+    grid = grid_positions(0, 40, h, w)
+    assert torch.equal(coords[0, :33], grid[:33]) and torch.equal(coords[1, :17], grid[:17])
+    assert coords[0, 33].tolist() == [3, 0, 0] and coords[0, 35].tolist() == [5, 0, 0]  # t_last = 2
+    assert coords[1, 17].tolist() == [2, 0, 0] and coords[1, 20].tolist() == [5, 0, 0]  # t_last = 1
+
+
+def test_understanding_batch_targets_are_the_answer_bytes_then_eos():
+    model = make()
+    ids, start, targets = understanding_batch([torch.arange(16), torch.arange(32)], [b"yes", b"no"], model.vocab)
+    assert start.tolist() == [17, 33] and ids.shape == (2, 36)
+    assert ids[0, 17] == model.vocab.txt and ids[0, 18] == model.vocab.byte_id(ord("y"))
+    assert targets[0, 17:21].tolist() == [ord("y"), ord("e"), ord("s"), EOS_CLASS]
+    assert (targets[0, :17] == IGNORE).all() and (targets[0, 21:] == IGNORE).all()
+    assert targets[1, 33:36].tolist() == [ord("n"), ord("o"), EOS_CLASS]
+
+
+def test_kv_cached_text_decoding_equals_the_full_forward():
+    model = make()
+    rows = [codes_of(model, 3, 1), codes_of(model, 1, 2)]  # a description row and a forecast row
+    ids, start, _ = understanding_batch(rows, [b"balls: red", b"bottom left"], model.vocab)
+    text = text_for(model, ["describe the video", "where will the red ball be at frame 16?"])
+    with torch.no_grad():
+        full = model(ids, text, text_start=start).text_logits
+        cache = model.new_cache(2)
+        chunks = [model(ids[:, :10], text, cache, router_stats=False, text_start=start).text_logits]
+        for i in range(10, ids.shape[1]):
+            chunks.append(model(ids[:, i : i + 1], text, cache, router_stats=False, text_start=start).text_logits)
+    assert torch.allclose(torch.cat(chunks, dim=1), full, atol=1e-4)
+
+
+def test_a_row_reads_the_same_alone_and_padded_in_a_batch():
+    model = make()
+    rows, answers = [codes_of(model, 2, 3), codes_of(model, 3, 4)], [b"yes", b"three"]
+    ids, start, _ = understanding_batch(rows, answers, model.vocab)
+    alone_ids, alone_start, _ = understanding_batch(rows[:1], answers[:1], model.vocab)
+    with torch.no_grad():
+        batched = model(ids, text_start=start).text_logits[:1, : alone_ids.shape[1]]
+        alone = model(alone_ids, text_start=alone_start).text_logits
+    assert torch.allclose(batched, alone, atol=1e-5)
+
+
+def test_forecast_text_cannot_see_the_video_after_the_cut():
+    """Two clips that agree on their first K latent frames and differ after: the forecast rows (cut after K frames,
+    then text) read exactly alike, while the full-clip rows do not; within a row no text position sees a later
+    token."""
+    model = make()
+    first = codes_of(model, 3, 5)
+    second = first.clone()
+    second[16:] = codes_of(model, 2, 6)  # same first latent frame (16 codes), different later frames
+    answer = [b"top left"] * 2
+    cut, cut_start, _ = understanding_batch([first[:16], second[:16]], answer, model.vocab)
+    whole, whole_start, _ = understanding_batch([first, second], answer, model.vocab)
+    with torch.no_grad():
+        forecast = model(cut, text_start=cut_start).text_logits[:, 16:]
+        described = model(whole, text_start=whole_start).text_logits[:, 48:]
+        assert torch.equal(forecast[0], forecast[1])
+        assert not torch.allclose(described[0], described[1])
+        changed = cut.clone()
+        changed[:, 20] = model.vocab.byte_id(ord("x"))  # a later answer byte
+        after = model(changed, text_start=cut_start).text_logits
+    assert torch.equal(after[:, :20], model(cut, text_start=cut_start).text_logits[:, :20])
+
+
+def test_clear_errors_for_misplaced_text_tokens():
+    model = make()
+    ids, start, _ = understanding_batch([codes_of(model, 1, 7)], [b"no"], model.vocab)
+    with pytest.raises(ValueError, match="need text_start"):
+        model(ids)
+    with pytest.raises(ValueError, match="must fill each row from text_start on"):
+        model(ids, text_start=start + 1)
+    with pytest.raises(ValueError, match="text_start is for world models with text_output"):
+        make(text_output=False, max_answer_len=0)(ids[:, :5], text_start=start)
+    with pytest.raises(ValueError, match="max_answer_len >= 1"):
+        make(max_answer_len=0)
+    with pytest.raises(ValueError, match="cannot be combined with mod_layers"):
+        make(mod_layers=[1])

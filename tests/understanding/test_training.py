@@ -1,0 +1,84 @@
+"""Joint training data and loss: targets from the annotations, seeded draws, the text loss falls in a few steps."""
+
+import json
+
+import lightning as L
+import pytest
+import torch
+from conftest import TINY_TEXT_WORLD
+
+from worldmodel.datasets.understanding_data import (
+    DESCRIBE_PROMPT,
+    UnderstandingTokenDataset,
+    episode_targets,
+)
+from worldmodel.tokenizers.cache import TokenDataModule, collate_tokens
+from worldmodel.training.worldmodel_module import WorldModelModule
+from worldmodel.understanding import CANNOT_ANSWER, answer, describe, parse_question
+
+
+def test_targets_are_the_annotations_answers_and_draws_are_seeded(tiny_cache, tiny_dataset):
+    data = UnderstandingTokenDataset(tiny_cache, context_latent_frames=1, description_share=0.3, seed=4)
+    again = UnderstandingTokenDataset(tiny_cache, context_latent_frames=1, description_share=0.3, seed=4)
+    draws = [data[i % len(data)]["understanding"] for i in range(200)]
+    assert draws == [again[i % len(again)]["understanding"] for i in range(200)]
+    assert draws != [UnderstandingTokenDataset(tiny_cache, context_latent_frames=1, seed=5)[i % len(data)]
+                     ["understanding"] for i in range(200)]
+    annotations = {e["id"]: json.loads((tiny_dataset / "annotations" / f"{e['id']}.json").read_text())
+                   for e in data.index}
+    kinds = set()
+    for i, draw in enumerate(draws):
+        annotation = annotations[data.index[i % len(data)]["id"]]
+        if draw["prompt"] == DESCRIBE_PROMPT:
+            assert draw["answer"] == describe(annotation) and draw["latent_frames"] == 3
+            kinds.add("description")
+            continue
+        question = parse_question(draw["prompt"])
+        kinds.add(question.type)
+        assert draw["latent_frames"] == (1 if question.predictive else 3)
+        assert draw["answer"] == answer(question, annotation, 1 if question.predictive else 0)  # 1 latent = 1 frame
+    assert {"description", "count", "position", "will_collide", "gravity"} <= kinds
+    assert any(d["answer"] == CANNOT_ANSWER for d in draws) or len(draws) < 100
+
+
+def test_episode_targets_list_every_template_instance(tiny_dataset):
+    annotation = json.loads(next((tiny_dataset / "annotations").glob("*.json")).read_text())
+    targets = episode_targets(annotation, context_frames=5)
+    assert targets.description == describe(annotation) and targets.last_frame == 8
+    for kind, text, reply, predictive in targets.questions:
+        question = parse_question(text)
+        assert question.type == kind and question.predictive == predictive
+        assert reply == answer(question, annotation, 5 if predictive else 0)
+
+
+def test_understanding_rows_are_seeded_and_leave_generation_rows(tiny_cache):
+    module = WorldModelModule(model_config=TINY_TEXT_WORLD, understanding_share=0.25, seed=1)
+    data = UnderstandingTokenDataset(tiny_cache)
+    batch = collate_tokens([data[i] for i in range(8)])
+    rows = module._understanding_rows(batch, 3)
+    assert len(rows) == 2 and rows == module._understanding_rows(batch, 3)
+    assert {tuple(module._understanding_rows(batch, s)) for s in range(20)} != {tuple(rows)}
+    with pytest.raises(ValueError, match="carry no understanding examples"):
+        module._understanding_rows({"codes": batch["codes"]}, 0)
+    with pytest.raises(ValueError, match="raise the batch size"):
+        module._understanding_rows(collate_tokens([data[0]]), 0)
+
+
+def test_a_tiny_model_trained_a_few_steps_lowers_the_text_loss(tiny_cache, tmp_path):
+    data = TokenDataModule(str(tiny_cache), val_dir=str(tiny_cache), batch_size=4, understanding=True,
+                           context_latent_frames=1, description_share=0.5)
+    data.setup()
+    fixed = collate_tokens([data.val_set[i] for i in range(8)])
+    L.seed_everything(0)
+    module = WorldModelModule(model_config=TINY_TEXT_WORLD, lr=1e-2, warmup_steps=1, understanding_share=0.5)
+    rows = list(range(8))
+    with torch.no_grad():
+        before = module._understanding_loss(fixed, rows)[0].item()
+    trainer = L.Trainer(max_steps=25, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=1,
+                        default_root_dir=tmp_path)
+    trainer.fit(module, data)
+    with torch.no_grad():
+        after = module._understanding_loss(fixed, rows)[0].item()
+    assert "train/text_ce" in trainer.callback_metrics and "val/text_ce" in trainer.callback_metrics
+    assert after < 0.6 * before, (before, after)

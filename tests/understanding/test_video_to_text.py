@@ -1,0 +1,152 @@
+"""VideoToTextPipeline and `worldmodel describe / ask`: closed answers, valid text, video fitting, clear errors."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from worldmodel.cli import main
+from worldmodel.datasets import simulate
+from worldmodel.model import WorldModel
+from worldmodel.pipelines import VideoToTextPipeline
+from worldmodel.pipelines.base import DEFAULT_CHECKPOINT
+from worldmodel.understanding import CANNOT_ANSWER, parse_question
+from worldmodel.understanding.questions import answer_set
+from worldmodel.video import write_video
+
+QUESTIONS = ["how many balls are there?", "what colour is the largest ball?", "what size is the red ball?",
+             "does the blue ball bounce off a wall?", "how many collisions are there?", "is there gravity?",
+             "will the red and blue balls collide?", "which wall will the green ball hit first?",
+             "where will the red ball be at frame 8?"]
+
+
+@pytest.fixture(scope="module")
+def pipe(text_checkpoint):
+    return VideoToTextPipeline.from_checkpoint(text_checkpoint)
+
+
+@pytest.fixture(scope="module")
+def episode_file(tmp_path_factory):
+    episode = simulate("collision", "test_id", 2, frames=9, size=32)
+    return write_video(tmp_path_factory.mktemp("video") / "ep.mkv", episode.frames)
+
+
+def test_answers_are_always_in_the_templates_answer_set(pipe):
+    for seed in range(3):
+        frames = simulate("multi", "test_id", seed, frames=9, size=32).frames
+        for question in QUESTIONS:
+            out = pipe.ask(frames, question, context_frames=5 if parse_question(question).predictive else None)
+            assert out.text in answer_set(parse_question(question)), (question, out.text)
+            assert out.template == parse_question(question).type and out.frames == (5 if "will" in question else 9)
+
+
+def test_off_template_questions_get_cannot_answer(pipe, episode_file):
+    out = pipe.ask(episode_file, "what is the meaning of life?")
+    assert out.text == CANNOT_ANSWER and out.template is None
+    assert "matches none of the question templates" in out.notes[0]
+
+
+def test_descriptions_are_printable_ascii_within_the_byte_limit_and_seedless(pipe, episode_file):
+    first, again = pipe.describe(episode_file), pipe(str(episode_file))
+    assert first.text == again.text
+    assert len(first.text) <= pipe.world_model.config.max_answer_len
+    assert all(32 <= b < 127 for b in first.text.encode("ascii"))
+
+
+def test_greedy_description_equals_the_argmax_of_the_full_forward(pipe, episode_file):
+    """The KV-cached greedy decoding reproduces, step by step, the argmax of a full forward over its own output."""
+    from worldmodel.model.text_output import understanding_batch
+
+    out = pipe.describe(episode_file)
+    text, finished = out.text.encode("ascii"), not out.notes  # unfinished: stopped at the byte limit, no EOS
+    frames, _ = pipe.prepare_video(str(episode_file))
+    codes = pipe._codes(frames)
+    model = pipe.world_model
+    ids, start, targets = understanding_batch([codes], [text], model.vocab)
+    context = pipe._text_context(model, ["describe the video"], 1.0)
+    with torch.no_grad():
+        logits = model(ids, context, text_start=start).text_logits[0]  # (L, 257)
+    allowed = torch.full((257,), float("-inf"))
+    allowed[list(range(32, 127)) + [256]] = 0
+    rows = torch.nonzero(targets[0] != -100)[:, 0]
+    rows = rows if finished else rows[:-1]  # the EOS target only when greedy decoding ended with it
+    assert len(rows) >= len(text) and torch.equal((logits[rows] + allowed).argmax(-1), targets[0, rows])
+
+
+def test_other_sizes_and_lengths_are_fitted_with_a_note(pipe):
+    big = simulate("bounce", "test_id", 0, frames=23, size=48).frames  # 23 frames of 48x48
+    out = pipe.describe(big)
+    assert out.frames == 9 and any("resized the 48x48" in n for n in out.notes)
+    assert any("kept the first 9 of the video's 23 frames" in n for n in out.notes)
+    wide = np.zeros((7, 24, 40, 3), dtype=np.uint8)
+    frames, notes = pipe.prepare_video(wide)
+    assert frames.shape == (5, 32, 32, 3) and len(notes) == 2
+
+
+@pytest.mark.parametrize(("video", "kwargs", "match"), [
+    (np.zeros((9, 32, 32), dtype=np.uint8), {}, "uint8 frames"),
+    (np.zeros((9, 32, 32, 3), dtype=np.float32), {}, "uint8 frames"),
+    (np.zeros((2, 9, 32, 32, 3), dtype=np.uint8), {}, "one video at a time"),
+    (np.zeros((9, 32, 32, 3), dtype=np.uint8), {"context_frames": 4}, "context_frames must be 1 \\+ 4 \\* k"),
+    (np.zeros((9, 32, 32, 3), dtype=np.uint8), {"context_frames": 13}, "at most the 9 frames"),
+    (np.zeros((9, 32, 32, 3), dtype=np.uint8), {"question": "  "}, "the question is empty"),
+    ("NOWHERE.mkv", {}, "no such video file"),
+])
+def test_bad_input_is_refused_with_one_sentence(pipe, video, kwargs, match):
+    question = kwargs.pop("question", "how many balls are there?")
+    with pytest.raises(ValueError, match=match):
+        pipe.ask(video, question, **kwargs)
+
+
+def test_a_corrupt_file_is_refused(pipe, tmp_path):
+    broken = tmp_path / "broken.mkv"
+    broken.write_bytes(b"not a video at all" * 50)
+    with pytest.raises(ValueError, match="could not be decoded as a video"):
+        pipe.describe(broken)
+
+
+def test_a_checkpoint_without_text_output_says_so(tiny_tokenizer):
+    from conftest import TINY_TEXT_WORLD
+
+    world = WorldModel(**{**TINY_TEXT_WORLD, "text_output": False, "max_answer_len": 0})
+    pipe = VideoToTextPipeline(tokenizer=tiny_tokenizer, world_model=world)
+    with pytest.raises(ValueError, match="trained without video understanding"):
+        pipe.describe(np.zeros((9, 32, 32, 3), dtype=np.uint8))
+
+
+def test_cli_describe_and_ask_print_text_and_json(text_checkpoint, episode_file, capsys):
+    assert main(["describe", str(episode_file), "--checkpoint", str(text_checkpoint)]) == 0
+    description = capsys.readouterr().out.removesuffix("\n")
+    assert description == VideoToTextPipeline.from_checkpoint(text_checkpoint).describe(episode_file).text
+    assert main(["ask", str(episode_file), "will the red and blue balls collide?", "--context-frames", "5",
+                 "--checkpoint", str(text_checkpoint), "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["text"] in ("yes", "no", CANNOT_ANSWER) and record["context_frames"] == 5
+    assert record["template"] == "will_collide" and record["frames_read"] == 5
+
+
+@pytest.mark.parametrize(("args", "match"), [
+    (["describe", "{video}"], "trained without video understanding"),  # the packaged default
+    (["ask", "{video}", "is there gravity?", "--checkpoint", "NOWHERE"], "NOWHERE does not exist"),
+    (["ask", "{video}", "", "--checkpoint", "{ckpt}"], "the question is empty"),
+    (["ask", "{video}", "is there gravity?", "--context-frames", "3", "--checkpoint", "{ckpt}"], "1 \\+ 4 \\* k"),
+    (["describe", "missing.mkv", "--checkpoint", "{ckpt}"], "missing.mkv: no such video file"),
+])
+def test_cli_errors_are_one_line(text_checkpoint, episode_file, capsys, args, match):
+    assert (DEFAULT_CHECKPOINT / "model_index.json").is_file()
+    argv = [a.format(video=episode_file, ckpt=text_checkpoint) for a in args]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and __import__("re").search(match, err), err
+
+
+def test_answer_sets_hold_every_true_answer():
+    from worldmodel.datasets.scenarios import SCENARIOS
+    from worldmodel.understanding import questions_for
+
+    for split in ("train", "test_id", "test_ood"):
+        for seed in range(10):
+            annotation = simulate(SCENARIOS[seed % len(SCENARIOS)], split, seed).annotation
+            for question, reply in questions_for(annotation, context_frames=5):
+                assert reply in answer_set(question), (question, reply)
