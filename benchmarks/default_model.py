@@ -13,6 +13,9 @@
 - Text adherence of videos generated from held-out captions: strict (every attribute the prompt names holds
   and every checked frame shows exactly the caption's balls; goal >= 0.90) and the mean share of checks
   passed; permanence of the generated videos against the caption's episode (goals as for rollouts).
+- Long rollouts (``--long-frames``, default 33 and 65 frames: two and four times the training length, the pipeline
+  slides its window of latent frames) on ``test_id``: permanence and velocity error of the model and of
+  constant velocity.
 - Every prediction (model, baselines, reconstructions) is scored from a lossless file.
 - FVD / KVD (Kinetics I3D) of generated clips against simulator clips; needs ``worldmodel evaluate
   fetch-i3d`` once. Compare FVD only at equal N: the standard protocol uses 2048 clips per side.
@@ -24,6 +27,7 @@ Writes ``benchmarks/results/default_model.json``.
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -59,6 +63,24 @@ def write_reconstructions(tokenizer: torch.nn.Module, data: Path, out: Path) -> 
     return out
 
 
+def long_rollout_rows(rollout: PhysicsRolloutPipeline, work: Path, frames: int, episodes: int) -> list[dict]:
+    """Rollouts of ``frames`` frames (past the training length: the pipeline slides its window) from the first
+    frames of ``test_id`` episodes: permanence and velocity error of the model and of constant velocity."""
+    data = work / "data"
+    generate_dataset(data, episodes, 0, "test_id", frames=frames)
+    preds, _ = write_rollouts(rollout, data, work / "pred", num_frames=frames)
+    rows = []
+    for kind in ("model", "constant_velocity"):
+        report = evaluate_physics(preds[kind], data, work / "reports" / kind, context_frames=CONTEXT_FRAMES)
+        kept = report["permanence"]
+        rows.append(_row(f"long_{frames}_{kind}_velocity_error", report["summary"].get("velocity_error"), "units/s"))
+        rows.append(_row(f"long_{frames}_{kind}_frame_permanence", kept["frame_permanence"], "fraction",
+                         higher=True))
+        rows.append(_row(f"long_{frames}_{kind}_video_permanence", kept["video_permanence"], "fraction",
+                         higher=True))
+    return rows
+
+
 def main() -> None:
     """Run the benchmark and write its JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -67,14 +89,30 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=200, help="text-to-video prompts")
     parser.add_argument("--fvd-clips", type=int, default=16, help="clips per side for FVD (0: skip)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--long-episodes", type=int, default=20,
+                        help="test_id episodes per length for rollouts longer than the training clips (0: skip)")
+    parser.add_argument("--long-frames", type=int, nargs="*", default=[33, 65],
+                        help="lengths of the long rollouts (1 + 4k frames; a sliding window beyond 17)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 episodes, 2 prompts, no FVD")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--only-long", action="store_true",
+                        help="run only the long rollouts and replace their rows in the existing results file")
     args = parser.parse_args()
     if args.quick:
-        args.episodes, args.prompts, args.fvd_clips = 2, 2, 0
+        args.episodes, args.prompts, args.fvd_clips, args.long_episodes = 2, 2, 0, 1
     torch.set_num_threads(args.threads)
     t2v = TextToVideoPipeline.from_checkpoint(args.checkpoint)
     rollout = PhysicsRolloutPipeline(**t2v.components)
+    if args.only_long:
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = [row for frames in args.long_frames
+                    for row in long_rollout_rows(rollout, Path(tmp) / str(frames), frames, args.long_episodes)]
+        old = json.loads(args.out.read_text()) if args.out.is_file() else {"results": []}
+        kept = [r for r in old["results"] if not r["name"].startswith("long_")]
+        for row in rows:
+            print(f"{row['name']:48} {row['value']} {row['unit']}")
+        write_results(args.out, {**old, "machine": machine_name(), "results": kept + rows})
+        return
     results, table = [], []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -119,6 +157,9 @@ def main() -> None:
                                 1.0))
             results.append(_row(f"{split}_velocity_error_over_tokenizer_reconstruction",
                                 model / errors[f"{split}/tokenizer_reconstruction"], "x", 2.0))
+
+        for frames in args.long_frames if args.long_episodes else []:
+            results += long_rollout_rows(rollout, work / "long" / str(frames), frames, args.long_episodes)
 
         prompts = work / "data" / "prompts"
         generate_dataset(prompts, max(args.prompts, args.fvd_clips), 7, "test_id")

@@ -25,16 +25,15 @@ from __future__ import annotations
 
 import argparse
 import functools
-import inspect
 import json
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from machine import machine_name, write_results
 
+from configs import config_kwargs
 from worldmodel.pipelines import DEFAULT_CHECKPOINT, CheckpointError, TextToVideoPipeline, check_checkpoint
 from worldmodel.pipelines.sampling import GuidedModel, SamplingParams, generate_tokens
 from worldmodel.pipelines.speculative import FrameCopyDraft, speculative_generate
@@ -42,33 +41,6 @@ from worldmodel.pipelines.speculative import FrameCopyDraft, speculative_generat
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "generation.json"
 PROMPT = "a red ball falls and bounces on the floor"
-
-
-def _find_kwargs(node: Any, key: str) -> dict | None:
-    """The first mapping in a parsed YAML tree that has ``key`` (the constructor arguments of a component)."""
-    if isinstance(node, dict):
-        if key in node:
-            return node
-        node = list(node.values())
-    if isinstance(node, list):
-        for child in node:
-            found = _find_kwargs(child, key)
-            if found is not None:
-                return found
-    return None
-
-
-def _config_kwargs(name: str, key: str, cls: Any) -> dict:
-    """Constructor arguments of ``cls`` from ``configs/NAME`` ({} = the class defaults when the file is absent)."""
-    path = ROOT / "configs" / name
-    if not path.is_file():
-        return {}
-    tree = yaml.safe_load(path.read_text())
-    found = _find_kwargs(tree, key)
-    if found is None:
-        raise ValueError(f"configs/{name} has no mapping with {key!r}: cannot build {cls.__name__} from it")
-    accepted = inspect.signature(cls.__init__).parameters
-    return {k: v for k, v in found.items() if k in accepted}
 
 
 def build_pipeline() -> tuple[TextToVideoPipeline, str]:
@@ -82,8 +54,8 @@ def build_pipeline() -> tuple[TextToVideoPipeline, str]:
     from worldmodel.tokenizers import VideoTokenizer
 
     torch.manual_seed(0)
-    tokenizer = VideoTokenizer(**_config_kwargs("tokenizer-tiny.yaml", "temporal_compression", VideoTokenizer))
-    world_kwargs = _config_kwargs("worldmodel-tiny.yaml", "latent_frames", WorldModel)
+    tokenizer = VideoTokenizer(**config_kwargs("tokenizer-tiny.yaml", "temporal_compression", VideoTokenizer))
+    world_kwargs = config_kwargs("worldmodel-tiny.yaml", "latent_frames", WorldModel)
     world_kwargs["codebook_size"] = tokenizer.codebook_size
     world = WorldModel(**world_kwargs)
     draft = WorldModel(**draft_kwargs(world_kwargs))

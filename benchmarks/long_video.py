@@ -52,9 +52,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import yaml
 from machine import machine_name, write_results
 
+from configs import config_kwargs
 from worldmodel.model.sparse_attention import _gather_attention, block_sparse_attention, dense_causal_attention
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -189,10 +189,11 @@ def video_codes(
 
 def _tiny_config(latent_frames: int = CLIP_LATENT_FRAMES, **overrides) -> dict:
     """configs/worldmodel-tiny.yaml's model (3 layers) at half width (fits the shared 2-core box) and 64 codes."""
-    tree = yaml.safe_load((ROOT / "configs" / "worldmodel-tiny.yaml").read_text())
+    from worldmodel.model import WorldModel
+
     half = {"codebook_size": 64, "d_model": 128, "dense_hidden": 352, "moe_expert_hidden": 64, "kv_lora_rank": 32,
             "text_d_model": 64, "latent_frames": latent_frames}  # fmt: skip
-    return {**tree["model"]["init_args"]["model_config"], **half, **overrides}
+    return {**config_kwargs("worldmodel-tiny.yaml", "latent_frames", WorldModel), **half, **overrides}
 
 
 def _routed_config(latent_frames: int = CLIP_LATENT_FRAMES) -> dict:

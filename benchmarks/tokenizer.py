@@ -27,7 +27,6 @@ Writes ``benchmarks/results/tokenizer.json`` (``--quick`` writes nothing unless 
 from __future__ import annotations
 
 import argparse
-import inspect
 import sys
 import time
 from pathlib import Path
@@ -35,17 +34,18 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchmetrics.functional.image import structural_similarity_index_measure
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from machine import machine_name, write_results  # noqa: E402
 
+from configs import config_kwargs  # noqa: E402
 from worldmodel.datasets import SCENARIOS, simulate  # noqa: E402
 from worldmodel.evaluation.permanence import permanence, summarize  # noqa: E402
 from worldmodel.tokenizers import VideoTokenizer  # noqa: E402
 from worldmodel.tokenizers.quantizers import code_statistics  # noqa: E402
+from worldmodel.training.tokenizer_module import video_psnr_ssim  # noqa: E402
 from worldmodel.video import to_float  # noqa: E402
 
 DEFAULT_TOKENIZER = ROOT / "worldmodel" / "assets" / "default" / "tokenizer"
@@ -58,12 +58,9 @@ def load_tokenizer(path: Path | None) -> tuple[VideoTokenizer, str]:
         if not (Path(path) / "config.json").is_file():
             raise SystemExit(f"error: {path} is not a save_pretrained tokenizer folder (no config.json)")
         return VideoTokenizer.from_pretrained(path, low_cpu_mem_usage=False).eval(), str(path)
-    import yaml
-
-    config = yaml.safe_load((ROOT / "configs" / "tokenizer-tiny.yaml").read_text())["model"]["init_args"]
-    keys = set(inspect.signature(VideoTokenizer.__init__).parameters)
     torch.manual_seed(0)
-    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items() if k in keys}
+    kwargs = {k: tuple(v) if isinstance(v, list) else v
+              for k, v in config_kwargs("tokenizer-tiny.yaml", "temporal_compression", VideoTokenizer).items()}
     return VideoTokenizer(**kwargs).eval(), "random init of configs/tokenizer-tiny.yaml (untrained)"
 
 
@@ -95,13 +92,9 @@ def interior_errors(rec: np.ndarray, real: np.ndarray, annotations: list[dict]) 
 
 
 def psnr_ssim(rec: torch.Tensor, real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-video PSNR (dB) and mean per-frame SSIM of uint8 ``(N, T, H, W, 3)`` clips."""
-    a, b = rec.float() / 255, real.float() / 255
-    mse = (a - b).pow(2).flatten(1).mean(1).clamp_min(1e-10)
-    n, t, h, w, c = a.shape
-    frames = [x.reshape(n * t, h, w, c).permute(0, 3, 1, 2) for x in (a, b)]
-    ssim = structural_similarity_index_measure(*frames, data_range=1.0, reduction="none").view(n, t).mean(1)
-    return -10 * torch.log10(mse), ssim
+    """Per-video PSNR (dB) and mean per-frame SSIM of uint8 ``(N, T, H, W, 3)`` clips (the training module's
+    metric, on the uint8 videos a user gets)."""
+    return video_psnr_ssim(to_float(rec), to_float(real))
 
 
 def baseline(real: torch.Tensor, tc: int, sc: int) -> torch.Tensor:

@@ -8,9 +8,9 @@ The public API, imported on first use (PEP 562) so that ``import worldmodel`` an
 
 from __future__ import annotations
 
-import importlib
 import logging
-from typing import Any
+
+from worldmodel.lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -49,10 +49,4 @@ _EXPORTS = {
 __all__ = ["__version__", *sorted(_EXPORTS)]
 
 
-def __getattr__(name: str) -> Any:
-    """Import ``name`` from its module on first access."""
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -14,7 +14,8 @@ from safetensors.torch import save_file
 
 from worldmodel.model import WorldModel
 from worldmodel.tokenizers.cache import TokenDataModule
-from worldmodel.training.worldmodel_module import WorldModelModule, export_checkpoint
+from worldmodel.training.export import export_checkpoint
+from worldmodel.training.worldmodel_module import WorldModelModule
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = dict(
@@ -78,7 +79,7 @@ def test_trains_checkpoints_resumes_and_exports(tmp_path):
     exported = WorldModel.from_pretrained(tmp_path / "export")  # written at train end of the first run
     assert exported.config.codebook_size == TINY["codebook_size"]
 
-    out = export_checkpoint(tmp_path / "ckpt" / "last.ckpt", tmp_path / "from_ckpt")
+    _, out = export_checkpoint(tmp_path / "ckpt" / "last.ckpt", tmp_path / "from_ckpt")
     saved = torch.load(tmp_path / "ckpt" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
     reloaded = WorldModel.from_pretrained(out).state_dict()
     assert set(reloaded) == {k.removeprefix("model.") for k in saved}  # the balancing biases included

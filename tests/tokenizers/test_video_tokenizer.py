@@ -144,7 +144,8 @@ def test_module_trains_checkpoints_resumes_and_exports(tmp_path):
     from lightning.pytorch.callbacks import ModelCheckpoint
     from torch.utils.data import DataLoader
 
-    from worldmodel.training.tokenizer_module import TokenizerModule, export_checkpoint
+    from worldmodel.training.export import export_checkpoint
+    from worldmodel.training.tokenizer_module import TokenizerModule
 
     clips = [{"video": v} for v in _video(9, size=16, batch=4, seed=5)]
     loader = DataLoader(clips, batch_size=2,
@@ -175,7 +176,7 @@ def test_module_trains_checkpoints_resumes_and_exports(tmp_path):
     exported = VideoTokenizer.from_pretrained(tmp_path / "export").eval()
     video = _video(5, size=16, batch=1)
     assert torch.equal(exported.encode(video), module.tokenizer.eval().encode(video))
-    out = export_checkpoint(tmp_path / "ckpt" / "last.ckpt", tmp_path / "from_ckpt")
+    _, out = export_checkpoint(tmp_path / "ckpt" / "last.ckpt", tmp_path / "from_ckpt")
     assert torch.equal(VideoTokenizer.from_pretrained(out).encode(video), exported.encode(video))
 
 

@@ -4,12 +4,11 @@ The simulator and storage import only numpy and pymunk; the torch/Lightning data
 are imported on first use, so that simulation workers start fast.
 """
 
-from importlib import import_module
-from typing import Any
 
 from worldmodel.datasets.scenarios import SCENARIOS, SPLITS
 from worldmodel.datasets.simulator import Episode, simulate
 from worldmodel.datasets.storage import generate_dataset, read_manifest
+from worldmodel.lazy import lazy_getattr
 
 _LAZY = {
     "PhysicsDataModule": "worldmodel.datasets.datamodules",
@@ -23,7 +22,4 @@ _LAZY = {
 __all__ = ["SCENARIOS", "SPLITS", "Episode", "generate_dataset", "read_manifest", "simulate", *_LAZY]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'worldmodel.datasets' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -5,8 +5,7 @@ Names are imported lazily so that ``worldmodel --help`` stays fast (no torch imp
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from worldmodel.lazy import lazy_getattr
 
 _EXPORTS = {
     "frechet_video_distance": "worldmodel.evaluation.fvd",
@@ -29,8 +28,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    """Import ``name`` from its module on first use."""
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -6,8 +6,7 @@ Names are imported on first use (PEP 562), so that ``worldmodel --help`` and the
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from worldmodel.lazy import lazy_getattr
 
 _EXPORTS = {
     "DEFAULT_CHECKPOINT": "base",
@@ -32,10 +31,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    """Import ``name`` from its sub-module on first access."""
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -19,9 +19,10 @@ from __future__ import annotations
 from typing import Any
 
 QUANTIZE_MODES = ("int8", "int4")
-QUANTIZE_HELP = ("quantise the world model's linear layers with torchao: int8 (a quarter of the weight memory; "
-                 "measured 0.83x float speed for one request and 1.0x for a batch of 8 on an AVX2 CPU without VNNI "
-                 "int8 instructions: not faster there) or int4 (an eighth; 0.67x / 0.82x, +3 %% cross-entropy)")
+QUANTIZE_HELP = ("quantise the world model's linear layers with torchao: int8 (a quarter of the weight memory) or "
+                 "int4 (an eighth, about +3 %% validation cross-entropy). Neither is faster than float32 on a CPU "
+                 "without VNNI int8 instructions (measured 0.8-1.0x for int8, 0.3-0.8x for int4 on an AVX2 "
+                 "box: benchmarks/results/serving.json); they save memory")
 
 
 INT4_GROUP = 32  # int4 weights share one scale per group of 32 input features

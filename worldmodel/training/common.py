@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import math
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import torch
 from torch import nn
 
@@ -54,19 +52,29 @@ def export_component(module_class: Any, attribute: str, checkpoint: str | Path, 
     return save_pretrained_atomic(getattr(module, attribute), out_dir)
 
 
-def export_main(argv: list[str] | None, module_path: str, class_name: str, attribute: str) -> int:
-    """``python -m MODULE_PATH CHECKPOINT OUT_DIR``: export the ``attribute`` of a ``class_name`` checkpoint.
+class ExportingModule(L.LightningModule):
+    """What both LightningModules share: the AdamW schedule from their hyperparameters (``lr``, ``weight_decay``,
+    ``betas``, ``warmup_steps``, ``min_lr_ratio``) and the export of the trained component (the attribute named by
+    ``exported``) to ``hparams.export_dir`` after each real validation and at the end of training."""
 
-    The class is imported through the package, never from ``__main__`` (Lightning's checkpoint class check
-    would refuse a class defined in ``__main__``).
-    """
-    parser = argparse.ArgumentParser(description=f"Export the {attribute} of a {class_name} checkpoint.")
-    parser.add_argument("checkpoint", type=Path)
-    parser.add_argument("out_dir", type=Path)
-    args = parser.parse_args(argv)
-    if not args.checkpoint.is_file():
-        print(f"error: checkpoint {args.checkpoint} does not exist", file=sys.stderr)
-        return 2
-    module_class = getattr(importlib.import_module(module_path), class_name)
-    print(export_component(module_class, attribute, args.checkpoint, args.out_dir))
-    return 0
+    exported: str = "model"
+
+    def export(self) -> None:
+        """``save_pretrained`` the trained component to ``export_dir`` atomically (rank zero, when set)."""
+        if self.hparams.export_dir and self.trainer.is_global_zero:
+            save_pretrained_atomic(getattr(self, self.exported), self.hparams.export_dir)
+
+    def on_validation_epoch_end(self) -> None:
+        """Export after each real validation (not the sanity check)."""
+        if not self.trainer.sanity_checking:
+            self.export()
+
+    def on_train_end(self) -> None:
+        """Export the final component."""
+        self.export()
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        """AdamW (no weight decay on vectors) with linear warmup and cosine decay, stepped per batch."""
+        hp = self.hparams
+        return adamw_warmup_cosine(self, self.trainer.estimated_stepping_batches, hp.lr, hp.weight_decay,
+                                   tuple(hp.betas), hp.warmup_steps, hp.min_lr_ratio)

@@ -11,25 +11,20 @@ Batches are ``{"video": uint8 (B, T, H, W, 3), ...}`` as produced by the physics
 datamodules. Hyperparameters are plain values so that checkpoints load with ``weights_only=True``.
 
 Export the trained tokenizer (config.json + safetensors) with ``export_dir`` (written after each
-validation and at the end of training) or from any checkpoint::
-
-    python -m worldmodel.training.tokenizer_module CHECKPOINT.ckpt OUT_DIR
+validation and at the end of training) or from any checkpoint with ``worldmodel export CHECKPOINT.ckpt OUT_DIR``.
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 from worldmodel.pretrained import load_pretrained
 from worldmodel.tokenizers.video_tokenizer import VideoTokenizer
-from worldmodel.training.common import adamw_warmup_cosine, export_component, export_main, save_pretrained_atomic
+from worldmodel.training.common import ExportingModule
 
 
 def gradient_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -69,7 +64,7 @@ def video_psnr_ssim(prediction: torch.Tensor, target: torch.Tensor) -> tuple[tor
     return psnr, ssim.view(b, t).mean(1)
 
 
-class TokenizerModule(L.LightningModule):
+class TokenizerModule(ExportingModule):
     """Trains a :class:`VideoTokenizer`; the tokenizer arguments are those of its config.
 
     Args:
@@ -86,6 +81,8 @@ class TokenizerModule(L.LightningModule):
         export_dir: if set, ``save_pretrained`` the tokenizer there after each validation and at the end.
         pretrained: start from a ``save_pretrained`` folder instead of random weights.
     """
+
+    exported = "tokenizer"
 
     def __init__(self, temporal_compression: int = 4, spatial_compression: int = 8,
                  channels: list[int] | None = None, blocks: int = 1, patch_size: int = 4, norm: str = "group",
@@ -182,33 +179,4 @@ class TokenizerModule(L.LightningModule):
         counts = self.all_gather(self._val_counts)
         counts = counts.sum(0) if counts.ndim > 1 else counts
         self.log("val/codebook_usage", (counts > 0).float().mean(), sync_dist=False, rank_zero_only=True)
-        if not self.trainer.sanity_checking:
-            self._export()
-
-    def on_train_end(self) -> None:
-        """Export the final tokenizer."""
-        self._export()
-
-    def _export(self) -> None:
-        if self.hparams.export_dir and self.trainer.is_global_zero:
-            save_pretrained_atomic(self.tokenizer, self.hparams.export_dir)
-
-    def configure_optimizers(self) -> dict[str, Any]:
-        """AdamW (no weight decay on vectors) with linear warmup and cosine decay, stepped per batch."""
-        hp = self.hparams
-        return adamw_warmup_cosine(self, self.trainer.estimated_stepping_batches, hp.lr, hp.weight_decay,
-                                   tuple(hp.betas), hp.warmup_steps, hp.min_lr_ratio)
-
-
-def export_checkpoint(checkpoint: str | Path, out_dir: str | Path) -> Path:
-    """Load a ``TokenizerModule`` Lightning checkpoint (``weights_only``) and ``save_pretrained`` its ``tokenizer``."""
-    return export_component(TokenizerModule, "tokenizer", checkpoint, out_dir)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m worldmodel.training.tokenizer_module CHECKPOINT OUT_DIR``: export a checkpoint's ``tokenizer``."""
-    return export_main(argv, "worldmodel.training.tokenizer_module", "TokenizerModule", "tokenizer")
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        super().on_validation_epoch_end()  # export

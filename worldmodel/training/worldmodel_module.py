@@ -5,8 +5,7 @@ list[str]}`. Input is `[BOS] + codes[:-1]` (raster order t, h, w), target is `co
 the empty prompt (= unconditional) with probability `text_dropout` (seeded by seed, rank and step), so that
 classifier-free guidance works at sampling time. The loss adds the MoE auxiliary losses; the routers' balancing
 biases are updated once per optimiser step. Export: `export_dir` gets `WorldModel.save_pretrained` after every
-validation and at the end of training, and any checkpoint exports with
-`python -m worldmodel.training.worldmodel_module CHECKPOINT OUT_DIR`.
+validation and at the end of training, and any checkpoint exports with `worldmodel export CHECKPOINT OUT_DIR`.
 
 Joint understanding (a world model with `text_output`, a data module with `understanding=True`): a share
 `understanding_share` of each batch's rows become understanding examples (docs/sequence-layout.md): the row's codes
@@ -17,11 +16,8 @@ generation as above; the two losses add (`text_weight` on the text one).
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 
@@ -29,10 +25,10 @@ from worldmodel.model import WorldModel
 from worldmodel.model.text_output import IGNORE, understanding_batch
 from worldmodel.pretrained import load_pretrained
 from worldmodel.tokenizers.text import ByteTokenizer
-from worldmodel.training.common import adamw_warmup_cosine, export_component, export_main, save_pretrained_atomic
+from worldmodel.training.common import ExportingModule
 
 
-class WorldModelModule(L.LightningModule):
+class WorldModelModule(ExportingModule):
     """Lightning wrapper of a `WorldModel`.
 
     Args:
@@ -172,38 +168,6 @@ class WorldModelModule(L.LightningModule):
         self._step(batch, "val", batch_idx)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        """One balancing-bias step per optimiser step, from the loads of all micro-batches (all processes)."""
+        """Once per optimiser step: the MoE balancing biases (from the loads of all micro-batches, all processes) and
+        the Mixture-of-Depths thresholds."""
         self.model.update_router_biases()
-
-    def on_validation_epoch_end(self) -> None:
-        """Export the world model after each real validation."""
-        if not self.trainer.sanity_checking:
-            self._export()
-
-    def on_train_end(self) -> None:
-        """Export the final world model."""
-        self._export()
-
-    def _export(self) -> None:
-        if self.hparams.export_dir and self.trainer.is_global_zero:
-            save_pretrained_atomic(self.model, self.hparams.export_dir)
-
-    def configure_optimizers(self) -> dict[str, Any]:
-        """AdamW (no weight decay on vectors) with linear warmup and cosine decay, stepped per batch."""
-        hp = self.hparams
-        return adamw_warmup_cosine(self, self.trainer.estimated_stepping_batches, hp.lr, hp.weight_decay,
-                                   tuple(hp.betas), hp.warmup_steps, hp.min_lr_ratio)
-
-
-def export_checkpoint(checkpoint: str | Path, out_dir: str | Path) -> Path:
-    """Load a ``WorldModelModule`` Lightning checkpoint (``weights_only``) and ``save_pretrained`` its ``model``."""
-    return export_component(WorldModelModule, "model", checkpoint, out_dir)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m worldmodel.training.worldmodel_module CHECKPOINT OUT_DIR``: export a checkpoint's ``model``."""
-    return export_main(argv, "worldmodel.training.worldmodel_module", "WorldModelModule", "model")
-
-
-if __name__ == "__main__":
-    sys.exit(main())
