@@ -64,8 +64,9 @@ def test_a_tiny_run_on_a_user_folder_exports_a_pipeline_that_generates_and_rolls
 
 
 def test_tokenize_verb_encodes_a_user_folder_with_captions_and_lists_skipped_files(tmp_path, capsys):
+    from worldmodel.datasets.tokens import TokenDataset
     from worldmodel.tokenizers import VideoTokenizer
-    from worldmodel.tokenizers.cache import TokenDataset, read_cache_meta
+    from worldmodel.tokenizers.cache import read_cache_meta
 
     make_user_folder(tmp_path / "videos")
     torch.manual_seed(0)

@@ -12,8 +12,8 @@ import torch
 import yaml
 from safetensors.torch import save_file
 
+from worldmodel.datasets.tokens import TokenDataModule
 from worldmodel.model import WorldModel
-from worldmodel.tokenizers.cache import TokenDataModule
 from worldmodel.training.export import export_checkpoint
 from worldmodel.training.worldmodel_module import WorldModelModule
 

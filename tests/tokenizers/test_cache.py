@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from worldmodel.datasets.tokens import TokenDataModule, TokenDataset
 from worldmodel.tokenizers import VideoTokenizer
-from worldmodel.tokenizers.cache import TokenDataModule, TokenDataset, encode_dataset
+from worldmodel.tokenizers.cache import encode_dataset
 from worldmodel.video import write_video
 
 

@@ -42,8 +42,8 @@ def text_checkpoint(tiny_cache, tiny_tokenizer, tmp_path_factory):
     """A pipeline folder: the tiny tokenizer and a text-output world model trained 25 steps on ``tiny_cache``."""
     import lightning as L
 
+    from worldmodel.datasets.tokens import TokenDataModule
     from worldmodel.pipelines import VideoToTextPipeline
-    from worldmodel.tokenizers.cache import TokenDataModule
     from worldmodel.training.worldmodel_module import WorldModelModule
 
     root = tmp_path_factory.mktemp("understanding")

@@ -7,12 +7,12 @@ import pytest
 import torch
 from conftest import TINY_TEXT_WORLD
 
+from worldmodel.datasets.tokens import TokenDataModule, collate_tokens
 from worldmodel.datasets.understanding_data import (
     DESCRIBE_PROMPT,
     UnderstandingTokenDataset,
     episode_targets,
 )
-from worldmodel.tokenizers.cache import TokenDataModule, collate_tokens
 from worldmodel.training.worldmodel_module import WorldModelModule
 from worldmodel.understanding import CANNOT_ANSWER, answer, describe, parse_question
 

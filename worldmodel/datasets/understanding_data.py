@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from worldmodel.datasets.palette import COLOR_NAMES
-from worldmodel.tokenizers.cache import TokenDataset
+from worldmodel.datasets.tokens import TokenDataset
 from worldmodel.understanding import CANNOT_ANSWER, Question, describe, questions_for
 from worldmodel.understanding.questions import render_question
 

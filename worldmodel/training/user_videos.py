@@ -165,7 +165,7 @@ def train_on_videos(videos: str | os.PathLike, out: str | os.PathLike | None = N
         finish("tokens", time.perf_counter() - start)
     world_dir = work / "worldmodel" / "export"
     if "worldmodel" in stages and "worldmodel" not in done:
-        data = {"class_path": "worldmodel.tokenizers.cache.TokenDataModule",
+        data = {"class_path": "worldmodel.datasets.tokens.TokenDataModule",
                 "init_args": {"train_dir": str(work / "tokens" / "train"), "val_dir": str(work / "tokens" / "val"),
                               "batch_size": min(preset.worldmodel_batch_size, clips["clips"] - holdout),
                               "num_workers": 0, "seed": 0}}

@@ -1,6 +1,6 @@
 """WorldModelModule: trains the MoE world model by next-token cross-entropy on cached video codes given text.
 
-Batches come from `worldmodel.tokenizers.cache.TokenDataModule`: `{"codes": LongTensor (B, t, h, w), "captions":
+Batches come from `worldmodel.datasets.tokens.TokenDataModule`: `{"codes": LongTensor (B, t, h, w), "captions":
 list[str]}`. Input is `[BOS] + codes[:-1]` (raster order t, h, w), target is `codes`. Each caption is replaced by
 the empty prompt (= unconditional) with probability `text_dropout` (seeded by seed, rank and step), so that
 classifier-free guidance works at sampling time. The loss adds the MoE auxiliary losses; the routers' balancing
