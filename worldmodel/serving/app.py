@@ -39,7 +39,7 @@ MAX_SEED = 2**63 - 1
 
 
 class Sampling(BaseModel):
-    """Settings shared by both routes (defaults as the CLI's)."""
+    """Settings shared by both routes; each route's defaults are the CLI's (the settings measured best)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -57,6 +57,7 @@ class TextToVideoBody(Sampling):
 
     prompt: str
     guidance_scale: float = Field(3.0, ge=0, le=50, allow_inf_nan=False)
+    top_k: int | None = Field(5, ge=1, le=1_000_000)  # as `worldmodel generate`; null samples from every code
 
 
 class RolloutForm(Sampling):
@@ -65,6 +66,7 @@ class RolloutForm(Sampling):
     context_frames: int = Field(ge=1)
     prompt: str = ""
     guidance_scale: float = Field(1.0, ge=0, le=50, allow_inf_nan=False)
+    temperature: float = Field(0.0, ge=0, le=10, allow_inf_nan=False)  # greedy, as `worldmodel rollout`
 
 
 def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:

@@ -176,6 +176,8 @@ class Service:
         args += ["--seed", str(r.seed), "--frames", str(r.num_frames), "--temperature", str(r.sampling.temperature)]
         if r.sampling.top_k is not None:
             args += ["--top-k", str(r.sampling.top_k)]
+        elif r.context is None:  # generate's default is top-k 5: every code is top-k = codebook size
+            args += ["--top-k", str(self.pipeline.world_model.config.codebook_size)]
         if r.sampling.top_p is not None:
             args += ["--top-p", str(r.sampling.top_p)]
         if self.checkpoint != str(_default_checkpoint()):
