@@ -79,11 +79,13 @@ def run_demo(out: str | Path, episodes: int = 5, seed: int = 0, checkpoint: str 
 
     reports = {kind: evaluate_physics(path, data, out / "reports" / kind, context_frames=CONTEXT_FRAMES)
                for kind, path in preds.items()}
-    summary = _summary(reports, adherence, episodes, num_frames)
+    understanding = describe_and_ask(t2v, data) if t2v.world_model.config.text_output else []
+    summary = _summary(reports, adherence, episodes, num_frames) + _understanding_summary(understanding)
     write_text_atomic(out / "README.md", summary)
     write_json_atomic(out / "demo.json", {"physics_score": {k: r["score"] for k, r in reports.items()},
                                           "permanence": {k: r["permanence"] for k, r in reports.items()},
                                           "text_adherence_summary": adherence_summary(adherence),
+                                          "understanding": understanding,
                                           "text_adherence": adherence})
     return [out / "README.md", out / "rollouts_vs_simulator.gif", out / "text_to_video.gif",
             out / "reports" / "model" / "report.md"]
@@ -156,6 +158,45 @@ def write_rollouts(rollout: Any, data: Path, out: Path, seed: int = 0,
             write_video(preds[kind] / f"{record['id']}.mkv", base, fps=record["fps"])
         pairs.append(side_by_side(pred, truth))
     return preds, pairs
+
+
+def describe_and_ask(pipe: Any, data: Path) -> list[dict[str, Any]]:
+    """For every episode of dataset ``data``: the model's description and two answers (how many collisions, on the
+    whole clip; will two balls collide or which wall first, from the first frames), beside the simulator's truth."""
+    from worldmodel.datasets.storage import read_manifest
+    from worldmodel.pipelines import VideoToTextPipeline
+    from worldmodel.understanding import describe, questions_for
+    from worldmodel.understanding.questions import render_question
+    from worldmodel.video import read_video
+
+    reader = VideoToTextPipeline(**pipe.components)
+    rows = []
+    for record in tqdm(read_manifest(data), desc="describe and ask", unit="episode"):
+        frames = read_video(data / record["video"])
+        annotation = json.loads((data / record["annotation"]).read_text(encoding="utf-8"))
+        questions = {qa[0].type: qa for qa in reversed(questions_for(annotation, CONTEXT_FRAMES))}  # first of each
+        picked = [questions["collisions"], questions.get("will_collide", questions["first_wall"])]
+        answers = []
+        for question, truth in picked:
+            text = render_question(question)
+            context = CONTEXT_FRAMES if question.predictive else None
+            answers.append({"question": text, "answer": reader.ask(frames, text, context_frames=context).text,
+                            "truth": truth})
+        rows.append({"id": record["id"], "description": reader.describe(frames).text,
+                     "true_description": describe(annotation), "answers": answers})
+    return rows
+
+
+def _understanding_summary(rows: list[dict[str, Any]]) -> str:
+    """The demo page's video-understanding section (empty when the model was trained without text output)."""
+    if not rows:
+        return ""
+    lines = ["", "## Describe and ask (the same world model reads the video)", "",
+             "| episode | the model's description | questions: model / simulator |", "|---|---|---|"]
+    for row in rows:
+        qa = "<br>".join(f"{a['question']} {a['answer']} / {a['truth']}" for a in row["answers"])
+        lines.append(f"| {row['id']} | {row['description']}<br>(simulator: {row['true_description']}) | {qa} |")
+    return "\n".join(lines) + "\n"
 
 
 def adherence_summary(adherence: list[dict[str, Any]]) -> dict[str, float | None]:
