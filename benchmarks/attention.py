@@ -207,7 +207,7 @@ def mfu_rows(batch: int, seq: int, repeats: int, device: torch.device) -> list[d
         step, peak = statistics.median(step_times), statistics.median(peaks[1:])
         mfu = flops / step / peak
         print(f"training step {tag:9}: {step * 1e3:8.0f} ms, {flops / step / 1e9:6.1f} GFLOP/s model, "
-              f"{peak / 1e9:6.1f} GFLOP/s matmul -> MFU {100 * mfu:.1f} %")  # fmt: skip
+              f"{peak / 1e9:6.1f} GFLOP/s matmul -> FLOP utilisation vs matmul {100 * mfu:.1f} %")  # fmt: skip
         rows += [
             {"name": f"flop_utilisation_vs_measured_matmul_{tag}", "value": round(mfu, 3), "unit": "fraction",
              "goal": 0.35 if dtype == torch.bfloat16 else None, "higher_is_better": True},
