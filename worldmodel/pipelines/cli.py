@@ -31,6 +31,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                              "SLOWER with the packaged default (0.74x and 0.85x of plain decoding, "
                              "benchmarks/results/generation.json)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--batch-invariant", action="store_true",
+                        help="decode as `worldmodel serve` does (rows padded to 4, experts run densely), so the "
+                             "video equals a server answer with the same seed and settings byte for byte; slower")
 
 
 MAX_NUM_VIDEOS = 16  # videos per `generate` call (one grid); more would not fit a typical machine's memory
@@ -142,6 +145,18 @@ def _prompt(args: argparse.Namespace) -> str | None:
     return args.prompt
 
 
+def _batch_invariant(pipe: Any, prompt: str | None, args: argparse.Namespace, context: Any = None) -> Any:
+    """One clip decoded by the server's batch-invariant decoder: uint8 ``(T, H, W, 3)``."""
+    from worldmodel.pipelines.sampling import SamplingParams
+    from worldmodel.serving.batched import BatchedDecoder, ClipRequest
+
+    if args.speculative:
+        raise ValueError("--batch-invariant decodes as the server does, without speculation: drop --speculative")
+    request = ClipRequest(prompt or "", args.seed, args.frames or pipe.trained_frames, args.guidance,
+                          SamplingParams(args.temperature, args.top_k, args.top_p), context)
+    return BatchedDecoder(pipe)([request])[0]
+
+
 def run_generate(args: argparse.Namespace) -> int:
     """Handler of ``worldmodel generate``."""
     from worldmodel.pipelines.export import save_video, video_grid
@@ -151,10 +166,15 @@ def run_generate(args: argparse.Namespace) -> int:
     if not 1 <= args.num_videos <= MAX_NUM_VIDEOS:
         raise ValueError(f"--num-videos must be from 1 to {MAX_NUM_VIDEOS}, got {args.num_videos}")
     _check_args(args)
+    if args.batch_invariant and args.num_videos != 1:
+        raise ValueError("--batch-invariant makes one video per command (as one server request): drop --num-videos")
     pipe, generator = _setup(args, TextToVideoPipeline)
-    frames = pipe(prompt, num_frames=args.frames, guidance_scale=args.guidance, temperature=args.temperature,
-                  top_k=args.top_k, top_p=args.top_p, generator=generator, num_videos_per_prompt=args.num_videos,
-                  speculative=args.speculative).frames  # (B, T, H, W, 3)
+    if args.batch_invariant:
+        frames = _batch_invariant(pipe, prompt, args)[None]  # (1, T, H, W, 3)
+    else:
+        frames = pipe(prompt, num_frames=args.frames, guidance_scale=args.guidance, temperature=args.temperature,
+                      top_k=args.top_k, top_p=args.top_p, generator=generator, num_videos_per_prompt=args.num_videos,
+                      speculative=args.speculative).frames  # (B, T, H, W, 3)
     path = save_video(args.output, frames[0] if len(frames) == 1 else video_grid(frames), fps=args.fps)
     print(f"wrote {path} ({frames.shape[0]} x {frames.shape[1]} frames of {frames.shape[2]}x{frames.shape[3]})")
     return 0
@@ -203,9 +223,12 @@ def run_rollout(args: argparse.Namespace) -> int:
         raise ValueError(f"--context-frames must be between 1 and the {len(frames)} frames of {args.input}, "
                          f"got {args.context_frames}")
     pipe, generator = _setup(args, PhysicsRolloutPipeline)
-    prediction = pipe(frames[:args.context_frames], num_frames=args.frames, prompt=args.prompt,
-                      guidance_scale=args.guidance, temperature=args.temperature, top_k=args.top_k,
-                      top_p=args.top_p, generator=generator, speculative=args.speculative).frames[0]
+    if args.batch_invariant:
+        prediction = _batch_invariant(pipe, args.prompt, args, frames[:args.context_frames])
+    else:
+        prediction = pipe(frames[:args.context_frames], num_frames=args.frames, prompt=args.prompt,
+                          guidance_scale=args.guidance, temperature=args.temperature, top_k=args.top_k,
+                          top_p=args.top_p, generator=generator, speculative=args.speculative).frames[0]
     video = prediction
     if annotation is not None:
         video = side_by_side(prediction, simulator_frames(annotation, len(prediction)))

@@ -182,7 +182,7 @@ class Service:
             args += ["--top-p", str(r.sampling.top_p)]
         if self.checkpoint != str(_default_checkpoint()):
             args += ["--checkpoint", self.checkpoint]
-        return shlex.join(args + ["-o", "out.mp4"])
+        return shlex.join(args + ["--batch-invariant", "-o", "out.mp4"])
 
 
 def _default_checkpoint() -> Path:
