@@ -21,3 +21,14 @@ def tiny_parts():
     draft = WorldModel(codebook_size=tokenizer.codebook_size, **{**TINY_WORLD, "n_layers": 1})
     return tokenizer.eval(), world.eval(), draft.eval()
 
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory, tiny_parts):
+    """The tiny tokenizer and world model saved as a pipeline folder (no draft model)."""
+    from worldmodel.pipelines import TextToVideoPipeline
+
+    tokenizer, world, _ = tiny_parts
+    path = tmp_path_factory.mktemp("ckpt") / "pipe"
+    TextToVideoPipeline(tokenizer=tokenizer, world_model=world).save_pretrained(path)
+    return path

@@ -13,14 +13,6 @@ from worldmodel.pipelines.limits import MAX_GUIDANCE
 from worldmodel.video import write_video
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory, tiny_parts):
-    tokenizer, world, _ = tiny_parts
-    path = tmp_path_factory.mktemp("ckpt") / "pipe"
-    TextToVideoPipeline(tokenizer=tokenizer, world_model=world).save_pretrained(path)
-    return path
-
-
 @pytest.fixture
 def no_model_load(monkeypatch):
     """The case must be refused before a model loads."""

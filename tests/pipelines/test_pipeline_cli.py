@@ -7,16 +7,7 @@ import pytest
 
 from worldmodel.cli import main
 from worldmodel.datasets import simulate
-from worldmodel.pipelines import PhysicsRolloutPipeline
 from worldmodel.video import read_video, write_video
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory, tiny_parts):
-    tokenizer, world, _ = tiny_parts
-    path = tmp_path_factory.mktemp("ckpt") / "pipe"
-    PhysicsRolloutPipeline(tokenizer=tokenizer, world_model=world).save_pretrained(path)
-    return path
 
 
 @pytest.fixture(scope="module")
