@@ -15,6 +15,8 @@ import struct
 from pathlib import Path
 from typing import Any
 
+from worldmodel.io import read_json
+
 CONFIG = "config.json"
 
 
@@ -58,10 +60,7 @@ def check_pretrained_folder(folder: str | os.PathLike, class_name: str) -> dict[
     config_path = folder / CONFIG
     if not config_path.is_file():
         raise PretrainedFolderError(f"{folder} holds no {CONFIG}: not a save_pretrained folder of a {class_name}")
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise PretrainedFolderError(f"{config_path} is not valid JSON ({err})") from err
+    config = read_json(config_path, PretrainedFolderError)
     if not isinstance(config, dict):
         raise PretrainedFolderError(f"{config_path} must hold a JSON object, got {type(config).__name__}")
     found = config.get("_class_name")

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from diffusers import DiffusionPipeline
 
+from worldmodel.io import read_json
 from worldmodel.pipelines.limits import MAX_GUIDANCE, check_num_frames, max_frames
 from worldmodel.pipelines.sampling import DecodeOptions, GuidedModel, SamplingParams, generate_codes
 from worldmodel.pipelines.speculative import FrameCopyDraft
@@ -47,10 +48,7 @@ def check_checkpoint(path: str | os.PathLike) -> Path:
     index_file = path / "model_index.json"
     if not index_file.is_file():
         raise CheckpointError(f"checkpoint folder {path} is incomplete: missing model_index.json")
-    try:
-        index = json.loads(index_file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"checkpoint folder {path}: model_index.json is not valid JSON ({err})") from err
+    index = read_json(index_file, CheckpointError)
     components = ["tokenizer", "world_model"]
     draft = index.get("draft_model")
     if isinstance(draft, list) and draft and draft[0] is not None:
