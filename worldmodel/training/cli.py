@@ -19,6 +19,9 @@ presets (--preset NAME; `worldmodel train --preset NAME --help` lists their opti
              any size, frame rate and length; captions optional) and --out DIR ends as a pipeline folder
              for `worldmodel generate/rollout --checkpoint DIR`. Without --videos it reproduces the shipped
              default on simulated physics episodes (hours).
+  small      the object-permanence redesign: an FSQ-4096 tokenizer (foreground-weighted loss, 32x32 crops) and a
+             4.5 M-parameter world model that also describes clips and answers questions (`worldmodel
+             describe/ask`); each training stage fits 150 minutes on 2 CPU cores and warm-starts from its last run.
 
 related commands:
   worldmodel tokenize --tokenizer DIR --videos DIR --out DIR   encode videos into a token cache

@@ -29,6 +29,7 @@ from worldmodel.training.preset import (
     PRESETS,
     VIDEO_STAGES,
     StageError,
+    TinyPreset,
     configs_dir,
     export_pipeline,
     max_time,
@@ -39,12 +40,13 @@ from worldmodel.training.preset import (
 DONE = "stages.json"
 
 
-def clip_shape(configs: Path) -> tuple[int, int]:
-    """``(frames, size)`` of the clips the preset's world model is trained on, read from its two YAMLs."""
+def clip_shape(configs: Path, preset: TinyPreset | None = None) -> tuple[int, int]:
+    """``(frames, size)`` of the clips the preset's (default tiny) world model is trained on, from its two YAMLs."""
     import yaml
 
-    tokenizer = yaml.safe_load((configs / "tokenizer-tiny.yaml").read_text(encoding="utf-8"))["model"]["init_args"]
-    world = yaml.safe_load((configs / "worldmodel-tiny.yaml").read_text(encoding="utf-8"))
+    preset = preset or TinyPreset()
+    tokenizer = yaml.safe_load((configs / preset.tokenizer_config).read_text(encoding="utf-8"))["model"]["init_args"]
+    world = yaml.safe_load((configs / preset.worldmodel_config).read_text(encoding="utf-8"))
     model = world["model"]["init_args"]["model_config"]
     frames = 1 + tokenizer["temporal_compression"] * (model["latent_frames"] - 1)
     return frames, model["latent_height"] * tokenizer["spatial_compression"]
@@ -120,7 +122,7 @@ def train_on_videos(videos: str | os.PathLike, out: str | os.PathLike | None = N
     check_writable_dir(out, "--out")
     preset = PRESETS[preset_name]()
     configs = configs_dir()
-    frames, size = clip_shape(configs)
+    frames, size = clip_shape(configs, preset)
     work = out.with_name(f"{out.name}.work")
     done_path = work / DONE
     done: dict[str, float] = json.loads(done_path.read_text(encoding="utf-8")) if done_path.is_file() else {}
@@ -148,7 +150,7 @@ def train_on_videos(videos: str | os.PathLike, out: str | os.PathLike | None = N
                               "num_workers": workers, "frames": frames, "size": size, "val_fraction": 0.05,
                               "seed": 0}}
         limit = max_time(max_minutes) if max_minutes is not None else preset.tokenizer_max_time
-        config = _stage_config(configs / "tokenizer-tiny.yaml", work / "configs" / "tokenizer.yaml",
+        config = _stage_config(configs / preset.tokenizer_config, work / "configs" / "tokenizer.yaml",
                                work / "tokenizer", data, {"max_steps": preset.tokenizer_steps, "max_time": limit},
                                {"norm": preset.tokenizer_norm, "lr": preset.tokenizer_lr})
         finish("tokenizer", _train_stage("tokenizer", config, work / "tokenizer", flags))
@@ -170,9 +172,9 @@ def train_on_videos(videos: str | os.PathLike, out: str | os.PathLike | None = N
                               "batch_size": min(preset.worldmodel_batch_size, clips["clips"] - holdout),
                               "num_workers": 0, "seed": 0}}
         limit = max_time(max_minutes) if max_minutes is not None else preset.worldmodel_max_time
-        config = _stage_config(configs / "worldmodel-tiny.yaml", work / "configs" / "worldmodel.yaml",
+        config = _stage_config(configs / preset.worldmodel_config, work / "configs" / "worldmodel.yaml",
                                work / "worldmodel", data, {"max_steps": preset.worldmodel_steps, "max_time": limit},
-                               {})
+                               {"understanding_share": 0.0})  # user clips have no annotations to describe
         finish("worldmodel", _train_stage("worldmodel", config, work / "worldmodel", flags))
     record = {"preset": preset_name, "preset_values": asdict(preset), "videos": str(videos.resolve()),
               "captions": clips["captions"], "clips": clips["clips"], "frames": frames, "size": size,
