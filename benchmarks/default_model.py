@@ -14,8 +14,8 @@
   and every checked frame shows exactly the caption's balls; goal >= 0.90) and the mean share of checks
   passed; permanence of the generated videos against the caption's episode (goals as for rollouts).
 - Long rollouts (``--long-frames``, default 33 and 65 frames: two and four times the training length, the pipeline
-  slides its window of latent frames) on ``test_id``: permanence and velocity error of the model and of
-  constant velocity.
+  slides its window of latent frames) on ``test_id``: permanence and velocity error of the model (window rule
+  ``reencode``, the default; ``model_shift`` rows: the kept codes as they are) and of constant velocity.
 - Every prediction (model, baselines, reconstructions) is scored from a lossless file.
 - FVD / KVD (Kinetics I3D) of generated clips against simulator clips; needs ``worldmodel evaluate
   fetch-i3d`` once. Compare FVD only at equal N: the standard protocol uses 2048 clips per side.
@@ -63,15 +63,21 @@ def write_reconstructions(tokenizer: torch.nn.Module, data: Path, out: Path) -> 
     return out
 
 
-def long_rollout_rows(rollout: PhysicsRolloutPipeline, work: Path, frames: int, episodes: int) -> list[dict]:
+def long_rollout_rows(rollout: PhysicsRolloutPipeline, work: Path, frames: int, episodes: int,
+                      rules: tuple[str, ...] = ("reencode", "shift")) -> list[dict]:
     """Rollouts of ``frames`` frames (past the training length: the pipeline slides its window) from the first
-    frames of ``test_id`` episodes: permanence and velocity error of the model and of constant velocity."""
+    frames of ``test_id`` episodes: permanence and velocity error of the model under each window rule (the first,
+    the pipeline's default, names the ``model`` rows; the others ``model_RULE``) and of constant velocity."""
     data = work / "data"
     generate_dataset(data, episodes, 0, "test_id", frames=frames)
-    preds, _ = write_rollouts(rollout, data, work / "pred", num_frames=frames)
+    predictions = {}
+    for i, rule in enumerate(rules):
+        preds, _ = write_rollouts(rollout, data, work / f"pred-{rule}", num_frames=frames, window_rule=rule)
+        predictions["model" if i == 0 else f"model_{rule}"] = preds["model"]
+        predictions.setdefault("constant_velocity", preds["constant_velocity"])
     rows = []
-    for kind in ("model", "constant_velocity"):
-        report = evaluate_physics(preds[kind], data, work / "reports" / kind, context_frames=CONTEXT_FRAMES)
+    for kind, folder in predictions.items():
+        report = evaluate_physics(folder, data, work / "reports" / kind, context_frames=CONTEXT_FRAMES)
         kept = report["permanence"]
         rows.append(_row(f"long_{frames}_{kind}_velocity_error", report["summary"].get("velocity_error"), "units/s"))
         rows.append(_row(f"long_{frames}_{kind}_frame_permanence", kept["frame_permanence"], "fraction",

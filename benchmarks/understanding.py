@@ -14,9 +14,11 @@ at the checkpoint's frame count and size) it reports:
   answered exactly; predictive types are asked from the first ``--context-frames`` frames only (default: the
   frames of the latent frames the training showed, ``1 + tc * (2 - 1)``).
 - ``majority/<type>``: the same share for the majority answer of the type on ``train`` episodes (as many).
-- ``goals``: on test_id, descriptive types >= 0.95 each; predictive types >= 0.85 and >= 0.25 above the majority.
+- Goals on test_id: descriptive types >= 0.95 each; predictive types >= 0.85 and >= 0.25 above the majority.
 
-Writes ``benchmarks/results/understanding.json`` (``--quick``, 5 episodes per split, writes nothing unless ``--out``
+Prints a table and writes ``benchmarks/results/understanding.json`` (result rows ``{name, value, unit, goal,
+higher_is_better}`` named ``SPLIT_description_ATTRIBUTE``, ``SPLIT_question_TYPE``, ``SPLIT_majority_TYPE``; the raw
+per-split counts under ``splits``; ``--quick``, 5 episodes per split, writes nothing unless ``--out``
 is given).
 """
 
@@ -86,17 +88,35 @@ def evaluate_split(pipe: Any, split: str, count: int, context_frames: int, major
     return row
 
 
-def goals(row: dict[str, Any]) -> dict[str, bool]:
-    """The issue's goals on one split's row (met or not) per question type."""
-    met = {}
-    for kind in DESCRIPTIVE:
-        if f"question/{kind}" in row:
-            met[kind] = row[f"question/{kind}"] >= DESCRIPTIVE_GOAL
-    for kind in PREDICTIVE:
-        if f"question/{kind}" in row:
-            score = row[f"question/{kind}"]
-            met[kind] = score >= PREDICTIVE_GOAL and score >= row[f"majority/{kind}"] + ABOVE_MAJORITY
-    return met
+def result_rows(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """One split's figures as result rows ``{name, value, unit, goal, higher_is_better}``: description attributes,
+    question types (goals on test_id only: descriptive >= 0.95, predictive >= 0.85), their majority baselines and,
+    for predictive types, the margin over the majority (goal >= 0.25)."""
+    split, test_id = row["split"], row["split"] == "test_id"
+
+    def result(name: str, value: float, unit: str = "fraction", goal: float | None = None,
+               higher: bool = True) -> dict[str, Any]:
+        return {"name": f"{split}_{name}", "value": value, "unit": unit, "goal": goal if test_id else None,
+                "higher_is_better": higher}
+
+    rows = [result(key.replace("/", "_"), value) for key, value in row.items() if key.startswith("description/")]
+    for kind in (*DESCRIPTIVE, *PREDICTIVE):
+        if f"question/{kind}" not in row:
+            continue
+        score, majority = row[f"question/{kind}"], row[f"majority/{kind}"]
+        goal = DESCRIPTIVE_GOAL if kind in DESCRIPTIVE else PREDICTIVE_GOAL
+        rows.append(result(f"question_{kind}", score, goal=goal))
+        rows.append(result(f"majority_{kind}", majority))
+        if kind in PREDICTIVE:
+            rows.append(result(f"question_{kind}_over_majority", round(score - majority, 4), "points",
+                               ABOVE_MAJORITY))
+    rows.append(result("seconds", row["seconds"], "s", higher=False))
+    return rows
+
+
+def goals_met(rows: list[dict[str, Any]]) -> dict[str, bool]:
+    """Each result row that has a goal: whether its value meets it."""
+    return {r["name"]: r["value"] >= r["goal"] for r in rows if r["goal"] is not None}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,21 +146,22 @@ def main(argv: list[str] | None = None) -> int:
     tc = pipe.tokenizer.config.temporal_compression
     context = args.context_frames or context_video_frames(DEFAULT_CONTEXT_LATENT_FRAMES, tc)
     majority = majority_answers(count, pipe.trained_frames, pipe.frame_size[0], context)
-    rows = []
+    splits, results = [], []
     for split in SPLITS:
         row = evaluate_split(pipe, split, count, context, majority)
-        row["goals_met"] = goals(row) if split == "test_id" else None
-        rows.append(row)
-        print(" ".join(f"{k}={v}" for k, v in row.items() if k != "goals_met"), flush=True)
-    met = rows[0]["goals_met"]
-    print(f"goals on test_id: {sum(met.values())} of {len(met)} question types met "
-          f"({', '.join(k for k, v in met.items() if not v) or 'all'} short)")
+        splits.append(row)
+        results += result_rows(row)
+    print(f"{'name':<48} {'value':>8}  goal")
+    for r in results:
+        print(f"{r['name']:<48} {r['value']:>8}  {'' if r['goal'] is None else r['goal']}")
+    met = goals_met(results)
+    print(f"goals on test_id: {sum(met.values())} of {len(met)} met "
+          f"({', '.join(k for k, v in met.items() if not v) or 'none'} short)")
     if args.quick and args.out is None:
         return 0
-    payload = {"benchmark": "understanding", "machine": machine_name(), "device": device, "checkpoint": str(checkpoint),
-               "episodes_per_split": count, "context_frames": context, "majority_answers": majority,
-               "goals": {"descriptive": DESCRIPTIVE_GOAL, "predictive": PREDICTIVE_GOAL,
-                         "predictive_above_majority": ABOVE_MAJORITY}, "results": rows}
+    payload = {"benchmark": "understanding", "machine": machine_name(), "threads": torch.get_num_threads(),
+               "device": device, "checkpoint": str(checkpoint), "episodes_per_split": count,
+               "context_frames": context, "majority_answers": majority, "splits": splits, "results": results}
     out = args.out or ROOT / "benchmarks" / "results" / "understanding.json"
     write_results(out, payload)
     print(f"wrote {out}")

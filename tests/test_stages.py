@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -30,3 +31,25 @@ def test_stage_tokenizer_keeps_the_balls_of_held_out_episodes(recipe):
         assert codes.shape == (1, 5, 8, 8) and int(codes.max()) < 4096
         results.append(permanence(recon, episode.annotation))
     assert summarize(results)["frame_permanence"] >= 0.95
+
+
+@pytest.mark.parametrize("recipe", ["small"])
+def test_stage_world_model_predicts_held_out_codes_and_writes_text(recipe):
+    from worldmodel.model import WorldModel
+    from worldmodel.tokenizers.text import ByteTokenizer
+
+    folder = STAGES / recipe
+    record = json.loads((folder / "worldmodel_training.json").read_text())
+    assert record["seconds"] > 0 and record["steps"] > 0 and record["command"].startswith("worldmodel train")
+    tokenizer = VideoTokenizer.from_pretrained(folder / "tokenizer").eval()
+    model = WorldModel.from_pretrained(folder / "worldmodel").eval()
+    assert model.config.codebook_size == tokenizer.codebook_size and model.config.text_output
+    episodes = [simulate(s, "val", 10 + i) for i, s in enumerate(("uniform", "parabola", "collision"))]
+    with torch.no_grad():
+        codes = tokenizer.encode(torch.from_numpy(np.stack([e.frames for e in episodes])))  # (3, 5, 8, 8)
+        targets = codes.reshape(3, -1)
+        ids = torch.cat([torch.full_like(targets[:, :1], model.bos_token_id), targets[:, :-1]], dim=1)
+        text = model.encode_text(*ByteTokenizer(model.config.max_text_len).encode([e.captions[0] for e in episodes]))
+        ce = torch.nn.functional.cross_entropy(model(ids, text).logits.flatten(0, 1), targets.flatten())
+    # an untrained model scores ln(4096) = 8.3 nats; the committed weights must be near their recorded validation
+    assert float(ce) <= record["val_ce"] + 0.5

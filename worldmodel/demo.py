@@ -131,9 +131,10 @@ def write_text_to_video(t2v: Any, records: list[dict[str, Any]], data: Path, out
     return videos, adherence
 
 
-def write_rollouts(rollout: Any, data: Path, out: Path, seed: int = 0,
-                   num_frames: int | None = None) -> tuple[dict[str, Path], list[np.ndarray]]:
-    """Roll every episode of dataset ``data`` forward from its first frames, with the model and the baselines.
+def write_rollouts(rollout: Any, data: Path, out: Path, seed: int = 0, num_frames: int | None = None,
+                   window_rule: str = "reencode") -> tuple[dict[str, Path], list[np.ndarray]]:
+    """Roll every episode of dataset ``data`` forward from its first frames, with the model and the baselines
+    (``window_rule``: the pipeline's, for rollouts past the training length).
 
     Writes ``out/<predictor>/<id>.mkv`` (lossless FFV1, so the model and the baselines are scored through the
     same path) for the model and each of :data:`BASELINES`; returns the folder of each predictor and, per
@@ -151,7 +152,7 @@ def write_rollouts(rollout: Any, data: Path, out: Path, seed: int = 0,
         truth = read_video(data / record["video"])
         annotation = json.loads((data / record["annotation"]).read_text())
         pred = rollout(truth[:CONTEXT_FRAMES], num_frames=num_frames or len(truth),
-                       generator=torch.Generator().manual_seed(seed + i)).frames[0]
+                       generator=torch.Generator().manual_seed(seed + i), window_rule=window_rule).frames[0]
         write_video(preds["model"] / f"{record['id']}.mkv", pred, fps=record["fps"])
         for kind in BASELINES:
             base = baseline_rollout(kind, truth, CONTEXT_FRAMES, annotation)

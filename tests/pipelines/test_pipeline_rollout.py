@@ -52,6 +52,23 @@ def test_long_rollout_slides_a_window(pipe, context):
     assert frames.shape == (1, 17, 32, 32, 3)
 
 
+def test_reencoded_window_starts_on_a_single_frame_latent_of_the_decoded_clip(pipe, context):
+    codes = _run(pipe, context, num_frames=9, output_type="latent")  # (2, 3, h, w): one full window
+    kept = pipe.reencode_window(codes, 2)  # the window's next start: 2 latent frames = the last 5 frames
+    video = to_uint8(pipe.tokenizer.decode(codes))  # (2, 9, 32, 32, 3)
+    assert torch.equal(kept, pipe.tokenizer.encode(video[:, -5:]))
+    assert torch.equal(kept[1:], pipe.reencode_window(codes[1:], 2))  # row by row: any batch, same codes
+    assert not torch.equal(kept, codes[:, -2:])  # what the "shift" rule would keep
+    # the rules agree while the window is not full
+    assert torch.equal(codes, _run(pipe, context, num_frames=9, output_type="latent", window_rule="shift"))
+    long = {rule: _run(pipe, context, num_frames=17, output_type="latent", window_rule=rule)
+            for rule in ("reencode", "shift")}
+    assert long["reencode"].shape == long["shift"].shape == (2, 5, *codes.shape[2:])
+    assert torch.equal(long["reencode"][:, :3], long["shift"][:, :3])
+    with pytest.raises(ValueError, match="window_rule must be one of reencode, shift"):
+        _run(pipe, context, num_frames=17, window_rule="slide")
+
+
 def test_output_types(pipe, context):
     pt = _run(pipe, context[:1], output_type="pt")
     assert pt.dtype == torch.uint8 and pt.shape == (1, 9, 32, 32, 3)

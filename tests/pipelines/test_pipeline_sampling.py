@@ -126,6 +126,25 @@ def test_sliding_window_keeps_positions_in_range_and_continues_the_context():
     assert (prefills[-1][:, 0] == 7).all()
 
 
+def test_sliding_window_starts_from_the_anchor_once_the_window_is_full():
+    h, w, max_frames = 2, 3, 3
+    lm = ToyLM(vocab=7, max_len=1 + max_frames * h * w, seed=2)
+    context = torch.randint(0, 7, (2, 1, h, w), generator=torch.Generator().manual_seed(0))
+    seen = []
+
+    def anchor(codes, keep):  # stands in for "re-encode the kept frames from pixels"
+        seen.append((codes.shape[1], keep))
+        return (codes[:, -keep:] + 1) % 7
+
+    options = DecodeOptions(SamplingParams(), torch.Generator().manual_seed(0))
+    codes = generate_codes(lm, context, 6, max_frames, 7, options, window_stride=1, anchor=anchor)
+    assert codes.shape == (2, 6, h, w) and torch.equal(codes[:, :1], context)
+    assert seen == [(3, 2), (4, 2), (5, 2)]  # only slides are anchored, never the first window
+    prefills = [p for p in lm.prefills if p.shape[1] > 1]
+    assert torch.equal(prefills[0][:, 1:], context.reshape(2, -1))  # the first window: the native codes
+    assert torch.equal(prefills[-1][:, 1:], ((codes[:, 3:5] + 1) % 7).reshape(2, -1))  # then the anchor's
+
+
 def test_sliding_window_stride_and_errors():
     lm = ToyLM(vocab=5, max_len=1 + 4 * 4, seed=0)
     empty = torch.zeros(1, 0, 2, 2, dtype=torch.long)

@@ -1,6 +1,8 @@
 """VideoToTextPipeline and `worldmodel describe / ask`: closed answers, valid text, video fitting, clear errors."""
 
+import importlib.util
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -150,3 +152,26 @@ def test_answer_sets_hold_every_true_answer():
             annotation = simulate(SCENARIOS[seed % len(SCENARIOS)], split, seed).annotation
             for question, reply in questions_for(annotation, context_frames=5):
                 assert reply in answer_set(question), (question, reply)
+
+
+def test_understanding_benchmark_writes_result_rows_with_goals_on_test_id(text_checkpoint, tmp_path, monkeypatch):
+    bench = Path(__file__).resolve().parents[2] / "benchmarks"
+    monkeypatch.syspath_prepend(str(bench))
+    spec = importlib.util.spec_from_file_location("understanding_benchmark", bench / "understanding.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "understanding.json"
+    assert module.main(["--checkpoint", str(text_checkpoint), "--episodes", "2", "--threads", "1",
+                        "--out", str(out)]) == 0
+    payload = json.loads(out.read_text())
+    assert payload["threads"] == 1 and payload["machine"] and payload["commit"]
+    rows = {r["name"]: r for r in payload["results"]}
+    for row in rows.values():
+        assert set(row) >= {"name", "value", "unit", "goal", "higher_is_better", "commit", "command"}
+    assert rows["test_id_question_count"]["goal"] == 0.95 and rows["test_ood_question_count"]["goal"] is None
+    assert rows["test_id_question_will_collide"]["goal"] == 0.85
+    over = rows["test_id_question_will_collide_over_majority"]
+    assert over["goal"] == 0.25
+    assert over["value"] == pytest.approx(rows["test_id_question_will_collide"]["value"]
+                                          - rows["test_id_majority_will_collide"]["value"], abs=1e-3)
+    assert 0.0 <= rows["test_id_description_count"]["value"] <= 1.0

@@ -17,6 +17,7 @@ import importlib
 import json
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from diffusers import DiffusionPipeline
 
 from worldmodel.io import read_json
 from worldmodel.pipelines.limits import MAX_GUIDANCE, check_num_frames, max_frames
-from worldmodel.pipelines.sampling import DecodeOptions, GuidedModel, SamplingParams, generate_codes
+from worldmodel.pipelines.sampling import WINDOW_RULES, DecodeOptions, GuidedModel, SamplingParams, generate_codes
 from worldmodel.pipelines.speculative import FrameCopyDraft
 from worldmodel.video import to_uint8
 
@@ -214,7 +215,7 @@ class WorldModelPipeline(DiffusionPipeline):
     def _sample_codes(self, context: torch.Tensor, num_latent_frames: int, prompts: list[str] | None,
                       guidance_scale: float, sampling: SamplingParams, generator: torch.Generator | None,
                       speculative: bool | str, num_draft_tokens: int, use_cache: bool,
-                      window_stride: int) -> torch.Tensor:
+                      window_stride: int, window_rule: str = "reencode") -> torch.Tensor:
         """Continue ``context (B, t0, h, w)`` to ``num_latent_frames`` latent frames with the world model."""
         world_model = self.world_model
         _, t0, h, w = context.shape
@@ -229,7 +230,27 @@ class WorldModelPipeline(DiffusionPipeline):
         with torch.no_grad(), self.progress_bar(total=(num_latent_frames - t0) * h * w) as bar:  # tokens per video
             options = DecodeOptions(sampling, generator, use_cache, draft, num_draft_tokens, bar)
             return generate_codes(target, context.to(world_model.device), num_latent_frames,
-                                  world_model.config.latent_frames, world_model.bos_token_id, options, window_stride)
+                                  world_model.config.latent_frames, world_model.bos_token_id, options, window_stride,
+                                  self.window_anchor(window_rule))
+
+    def window_anchor(self, window_rule: str) -> Callable[[torch.Tensor, int], torch.Tensor] | None:
+        """The sliding window's start for ``window_rule`` (:data:`~worldmodel.pipelines.sampling.WINDOW_RULES`):
+        :meth:`reencode_window` for ``"reencode"``, ``None`` (the kept codes as they are) for ``"shift"``."""
+        if window_rule not in WINDOW_RULES:
+            raise ValueError(f"window_rule must be one of {', '.join(WINDOW_RULES)}, got {window_rule!r}")
+        return self.reencode_window if window_rule == "reencode" else None
+
+    def reencode_window(self, codes: torch.Tensor, keep: int) -> torch.Tensor:
+        """The last ``keep`` latent frames of ``codes (B, t, h, w)`` re-encoded from their pixels: the clip is decoded,
+        its last ``1 + tc * (keep - 1)`` frames encoded again (one clip at a time, so any batch gives the same
+        codes), so that the first kept latent frame is one video frame as in training."""
+        frames = 1 + self.tokenizer.config.temporal_compression * (keep - 1)
+        rows = []
+        with torch.no_grad():
+            for row in codes:
+                video = to_uint8(self.tokenizer.decode(row[None].to(self.tokenizer.device)))  # (1, T, H, W, 3)
+                rows.append(self.tokenizer.encode(video[:, -frames:]).to(codes.device))  # (1, keep, h, w)
+        return torch.cat(rows)
 
     def _draft(self, speculative: bool | str, prompts: list[str] | None, guidance_scale: float,
                tokens_per_frame: int) -> Any:

@@ -19,6 +19,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same video")
     parser.add_argument("--frames", type=int, default=None,
                         help="video frames, 1 + 4k (default: the model's training length; longer slides a window)")
+    parser.add_argument("--window-rule", default="reencode", choices=("reencode", "shift"),
+                        help="past the training length: 'reencode' (default) re-encodes the kept frames so each "
+                             "window starts on a single-frame latent as in training; 'shift' keeps their codes")
     parser.add_argument("--fps", type=float, default=10.0, help="frames per second of the output file")
     parser.add_argument("--temperature", type=float, help="sampling temperature, 0 = greedy (default: 1 for generate, "
                         "0 for rollout: the settings measured best)")
@@ -153,7 +156,8 @@ def _batch_invariant(pipe: Any, prompt: str | None, args: argparse.Namespace, co
     if args.speculative:
         raise ValueError("--batch-invariant decodes as the server does, without speculation: drop --speculative")
     request = ClipRequest(prompt or "", args.seed, args.frames or pipe.trained_frames, args.guidance,
-                          SamplingParams(args.temperature, args.top_k, args.top_p), context)
+                          SamplingParams(args.temperature, args.top_k, args.top_p), context,
+                          window_rule=args.window_rule)
     return BatchedDecoder(pipe)([request])[0]
 
 
@@ -174,7 +178,7 @@ def run_generate(args: argparse.Namespace) -> int:
     else:
         frames = pipe(prompt, num_frames=args.frames, guidance_scale=args.guidance, temperature=args.temperature,
                       top_k=args.top_k, top_p=args.top_p, generator=generator, num_videos_per_prompt=args.num_videos,
-                      speculative=args.speculative).frames  # (B, T, H, W, 3)
+                      speculative=args.speculative, window_rule=args.window_rule).frames  # (B, T, H, W, 3)
     path = save_video(args.output, frames[0] if len(frames) == 1 else video_grid(frames), fps=args.fps)
     print(f"wrote {path} ({frames.shape[0]} x {frames.shape[1]} frames of {frames.shape[2]}x{frames.shape[3]})")
     return 0
@@ -228,7 +232,8 @@ def run_rollout(args: argparse.Namespace) -> int:
     else:
         prediction = pipe(frames[:args.context_frames], num_frames=args.frames, prompt=args.prompt,
                           guidance_scale=args.guidance, temperature=args.temperature, top_k=args.top_k,
-                          top_p=args.top_p, generator=generator, speculative=args.speculative).frames[0]
+                          top_p=args.top_p, generator=generator, speculative=args.speculative,
+                          window_rule=args.window_rule).frames[0]
     video = prediction
     if annotation is not None:
         video = side_by_side(prediction, simulator_frames(annotation, len(prediction)))

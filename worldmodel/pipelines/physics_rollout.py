@@ -40,7 +40,7 @@ class PhysicsRolloutPipeline(WorldModelPipeline):
                  prompt: str | list[str] | None = None, guidance_scale: float = 1.0, temperature: float = 0.0,
                  top_k: int | None = None, top_p: float | None = None, generator: torch.Generator | None = None,
                  output_type: str = "np", speculative: bool | str = False, num_draft_tokens: int = 4,
-                 use_cache: bool = True, window_stride: int = 1,
+                 use_cache: bool = True, window_stride: int = 1, window_rule: str = "reencode",
                  return_dict: bool = True) -> PhysicsRolloutPipelineOutput | tuple:
         """Roll ``video`` forward to ``num_frames`` frames.
 
@@ -48,7 +48,8 @@ class PhysicsRolloutPipeline(WorldModelPipeline):
             video: the context frames, uint8 ``(T, H, W, 3)`` or ``(B, T, H, W, 3)`` (array or tensor) or a
                 video file path; ``T`` must be ``1 + tc * k`` and the size the world model's.
             num_frames: total output frames (context included), ``1 + tc * k`` and more than ``T``; default:
-                the world model's training length. Longer rollouts slide a window over latent frames.
+                the world model's training length. Longer rollouts slide a window over latent frames
+                (``window_stride`` and ``window_rule`` as in :class:`~worldmodel.pipelines.TextToVideoPipeline`).
             prompt: optional text (one, or one per video); ``guidance_scale`` applies only with a prompt.
             temperature: 0 (greedy, the default) had the lowest velocity error on ``val`` episodes.
             Other arguments as in :class:`~worldmodel.pipelines.TextToVideoPipeline`.
@@ -70,6 +71,6 @@ class PhysicsRolloutPipeline(WorldModelPipeline):
         context = self.tokenizer.encode(torch.from_numpy(frames).to(self.tokenizer.device)).cpu()  # (B, t0, h, w)
         sampling = SamplingParams(temperature, top_k, top_p)
         codes = self._sample_codes(context, t, prompts, guidance_scale, sampling, generator, speculative,
-                                   num_draft_tokens, use_cache, window_stride)
+                                   num_draft_tokens, use_cache, window_stride, window_rule)
         out = self._postprocess(codes, output_type)
         return PhysicsRolloutPipelineOutput(frames=out) if return_dict else (out,)

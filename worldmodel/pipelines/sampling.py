@@ -9,6 +9,7 @@ Speculative decoding lives in :mod:`worldmodel.pipelines.speculative`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -185,14 +186,35 @@ def continue_tokens(lm: CausalLM, prefix: torch.Tensor, num_tokens: int, options
     return tokens
 
 
+WINDOW_RULES = ("reencode", "shift")  # how a sliding window starts: see window_step
+
+
+def window_step(codes: torch.Tensor, num_frames: int, max_frames: int, window_stride: int, bos_token_id: int,
+                anchor: Callable[[torch.Tensor, int], torch.Tensor] | None = None) -> tuple[torch.Tensor, int]:
+    """The next step of the sliding window over latent ``codes (B, n, h, w)``: ``(prefix (B, 1 + keep*h*w), new)``.
+
+    Until the window is full the prefix is BOS + every code and ``new`` fills it. Once it is full the window keeps
+    ``keep = max_frames - window_stride`` latent frames and generates ``new <= window_stride``. The kept frames are
+    ``codes[:, -keep:]`` as they are (rule ``shift``, ``anchor=None``) or ``anchor(codes, keep)``: the same frames
+    re-encoded from pixels (rule ``reencode``), so that the window's first latent frame is a single video frame,
+    as it is in every training clip of a causal tokenizer (a kept latent frame stands for ``tc`` frames).
+    """
+    batch, n = codes.shape[:2]
+    keep = n if n < max_frames else max_frames - window_stride
+    new = min(num_frames - n, max_frames - keep)
+    window = codes[:, n - keep:] if anchor is None or n < max_frames else anchor(codes, keep)
+    bos = torch.full((batch, 1), bos_token_id, dtype=torch.long, device=codes.device)
+    return torch.cat([bos, window.reshape(batch, -1)], dim=1), new
+
+
 def generate_codes(lm: CausalLM, context: torch.Tensor, num_frames: int, max_frames: int, bos_token_id: int,
-                   options: DecodeOptions, window_stride: int = 1) -> torch.Tensor:
+                   options: DecodeOptions, window_stride: int = 1,
+                   anchor: Callable[[torch.Tensor, int], torch.Tensor] | None = None) -> torch.Tensor:
     """Continue latent codes ``context (B, t0, h, w)`` to ``(B, num_frames, h, w)`` (``t0`` may be 0).
 
     The model sees at most ``max_frames`` latent frames (BOS + raster-order codes). Longer videos slide a
-    window: once the window is full, the oldest latent frames are dropped, the kept
-    ``max_frames - window_stride`` frames are prefilled into a fresh cache as the window's start, and
-    ``window_stride`` new frames are generated.
+    window (:func:`window_step`): the kept frames are prefilled into a fresh cache as the window's start
+    (re-encoded by ``anchor`` when given), and ``window_stride`` new frames are generated.
     """
     batch, t0, h, w = context.shape
     if num_frames <= t0:
@@ -202,11 +224,7 @@ def generate_codes(lm: CausalLM, context: torch.Tensor, num_frames: int, max_fra
                          f"frames), got {window_stride}")
     codes = context
     while codes.shape[1] < num_frames:
-        n = codes.shape[1]
-        keep = n if n < max_frames else max_frames - window_stride
-        new = min(num_frames - n, max_frames - keep)
-        bos = torch.full((batch, 1), bos_token_id, dtype=torch.long, device=codes.device)
-        prefix = torch.cat([bos, codes[:, n - keep:].reshape(batch, -1)], dim=1)  # (B, 1 + keep*h*w)
+        prefix, new = window_step(codes, num_frames, max_frames, window_stride, bos_token_id, anchor)
         tokens = continue_tokens(lm, prefix, new * h * w, options)  # (B, new*h*w)
         codes = torch.cat([codes, tokens.view(batch, new, h, w)], dim=1)
     return codes

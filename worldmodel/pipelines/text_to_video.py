@@ -34,7 +34,7 @@ class TextToVideoPipeline(WorldModelPipeline):
                  temperature: float = 1.0, top_k: int | None = 5, top_p: float | None = None,
                  generator: torch.Generator | None = None, num_videos_per_prompt: int = 1,
                  output_type: str = "np", speculative: bool | str = False, num_draft_tokens: int = 4,
-                 use_cache: bool = True, window_stride: int = 1,
+                 use_cache: bool = True, window_stride: int = 1, window_rule: str = "reencode",
                  return_dict: bool = True) -> TextToVideoPipelineOutput | tuple:
         """Generate ``num_videos_per_prompt`` videos per prompt.
 
@@ -43,7 +43,9 @@ class TextToVideoPipeline(WorldModelPipeline):
                 ``None`` generates unconditionally (guidance then has nothing to compare and is ignored). An
                 empty or whitespace-only prompt is refused.
             num_frames: video frames, ``1 + tc * k``; default: the world model's training length. Longer
-                videos slide a window over latent frames (``window_stride`` latent frames per step).
+                videos slide a window over latent frames (``window_stride`` latent frames per step); by
+                ``window_rule`` ``"reencode"`` (default) the kept frames are re-encoded from their pixels so the
+                window starts on a single-frame latent as in training, ``"shift"`` keeps their codes as they are.
             guidance_scale: classifier-free guidance ``uncond + s * (cond - uncond)``; 1 disables it.
             temperature, top_k, top_p: sampling; ``temperature=0`` is greedy. The defaults (guidance 3,
                 temperature 1, top-k 5) are the settings measured best for text adherence on ``val`` captions.
@@ -65,6 +67,6 @@ class TextToVideoPipeline(WorldModelPipeline):
         context = torch.zeros(batch, 0, h, w, dtype=torch.long)  # nothing to continue
         sampling = SamplingParams(temperature, top_k, top_p)
         codes = self._sample_codes(context, t, prompts, guidance_scale, sampling, generator, speculative,
-                                   num_draft_tokens, use_cache, window_stride)
+                                   num_draft_tokens, use_cache, window_stride, window_rule)
         frames = self._postprocess(codes, output_type)
         return TextToVideoPipelineOutput(frames=frames) if return_dict else (frames,)

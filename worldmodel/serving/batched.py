@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from worldmodel.pipelines.sampling import SamplingParams, guidance_mix, sample_tokens, token_probs
+from worldmodel.pipelines.sampling import SamplingParams, guidance_mix, sample_tokens, token_probs, window_step
 from worldmodel.video import to_uint8
 
 MIN_ROWS = 4  # MKL's matrix-product kernels from 4 rows on sum in an order that does not depend on the row count
@@ -54,15 +54,16 @@ class ClipRequest:
     sampling: SamplingParams = SamplingParams()
     context: np.ndarray | None = None
     window_stride: int = 1
+    window_rule: str = "reencode"
 
     @property
     def context_frames(self) -> int:
         """Number of context video frames (0 for text to video)."""
         return 0 if self.context is None else int(self.context.shape[0])
 
-    def batch_key(self) -> tuple[int, int, int]:
-        """Requests with equal keys share one decoding loop: the same prefix and output lengths."""
-        return self.context_frames, self.num_frames, self.window_stride
+    def batch_key(self) -> tuple[int, int, int, str]:
+        """Requests with equal keys share one decoding loop: the same prefix and output lengths and window rule."""
+        return self.context_frames, self.num_frames, self.window_stride, self.window_rule
 
 
 def batch_invariant_experts(world_model: torch.nn.Module) -> None:
@@ -100,7 +101,8 @@ class BatchedDecoder:
             return []
         keys = {r.batch_key() for r in requests}
         if len(keys) != 1:
-            raise ValueError(f"a batch must share context frames, num_frames and window_stride, got {sorted(keys)}")
+            raise ValueError("a batch must share context frames, num_frames, window_stride and window_rule, got "
+                             f"{sorted(keys)}")
         pipe, wm = self.pipeline, self.world_model
         num_latent = pipe.latent_frames(requests[0].num_frames)
         h, w = wm.config.latent_height, wm.config.latent_width
@@ -113,12 +115,10 @@ class BatchedDecoder:
         codes = torch.cat(contexts)  # (B, t0, h, w)
         total = (num_latent - codes.shape[1]) * h * w
         done = 0
+        anchor = pipe.window_anchor(requests[0].window_rule)
         while codes.shape[1] < num_latent:  # the sliding window of generate_codes
-            n, max_frames = codes.shape[1], wm.config.latent_frames
-            keep = n if n < max_frames else max_frames - requests[0].window_stride
-            new = min(num_latent - n, max_frames - keep)
-            bos = torch.full((codes.shape[0], 1), wm.bos_token_id, dtype=torch.long)
-            prefix = torch.cat([bos, codes[:, n - keep:].reshape(codes.shape[0], -1)], dim=1)  # (B, 1 + keep*h*w)
+            prefix, new = window_step(codes, num_latent, wm.config.latent_frames, requests[0].window_stride,
+                                      wm.bos_token_id, anchor)  # (B, 1 + keep*h*w)
             tokens = self._continue(prefix, new * h * w, texts, rows,
                                     lambda count, base=done: progress and progress(base + count, total))
             done += new * h * w
