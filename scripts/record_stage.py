@@ -63,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--command", required=True, help="the command that trained the stage")
     parser.add_argument("--device", required=True, help="what it ran on")
     parser.add_argument("--seconds", type=float, required=True, help="wall seconds of the stage")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="optimiser steps the exported weights saw (default: the log's last step + 1; give it "
+                             "when the run was stopped after its last export)")
     parser.add_argument("--note", default="", help="anything a reader of the record needs (stopped by, next)")
     args = parser.parse_args(argv)
     if not (args.export / "config.json").is_file():
@@ -72,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     record_path = folder / ("training.json" if args.component == "tokenizer" else f"{args.component}_training.json")
     previous = json.loads(record_path.read_text(encoding="utf-8")) if record_path.is_file() else None
     steps, curves = val_curves(args.logs)
+    steps = args.steps or steps
     record = {"recipe": args.recipe, "stage": args.stage, "component": args.component, "command": args.command,
               "steps": steps, "seconds": round(args.seconds), "device": args.device, "note": args.note,
               "val_curves": curves, **{k.replace("/", "_"): v[-1][1] for k, v in curves.items()},  # the last values
