@@ -39,10 +39,10 @@ def test_stage_world_model_predicts_held_out_codes_and_writes_text(recipe):
     from worldmodel.tokenizers.text import ByteTokenizer
 
     folder = STAGES / recipe
-    record = json.loads((folder / "worldmodel_training.json").read_text())
+    record = json.loads((folder / "world_model_training.json").read_text())
     assert record["seconds"] > 0 and record["steps"] > 0 and record["command"].startswith("worldmodel train")
     tokenizer = VideoTokenizer.from_pretrained(folder / "tokenizer").eval()
-    model = WorldModel.from_pretrained(folder / "worldmodel").eval()
+    model = WorldModel.from_pretrained(folder / "world_model").eval()
     assert model.config.codebook_size == tokenizer.codebook_size and model.config.text_output
     episodes = [simulate(s, "val", 10 + i) for i, s in enumerate(("uniform", "parabola", "collision"))]
     with torch.no_grad():
@@ -53,3 +53,15 @@ def test_stage_world_model_predicts_held_out_codes_and_writes_text(recipe):
         ce = torch.nn.functional.cross_entropy(model(ids, text).logits.flatten(0, 1), targets.flatten())
     # an untrained model scores ln(4096) = 8.3 nats; the committed weights must be near their recorded validation
     assert float(ce) <= record["val_ce"] + 0.5
+
+
+@pytest.mark.parametrize("recipe", ["small"])
+def test_stage_folder_is_a_pipeline_that_describes_and_rolls_out(recipe):
+    from worldmodel.pipelines import PhysicsRolloutPipeline, VideoToTextPipeline
+
+    folder = STAGES / recipe
+    episode = simulate("parabola", "val", 3)
+    text = VideoToTextPipeline.from_checkpoint(folder).describe(episode.frames).text
+    assert text and text.isprintable()
+    rollout = PhysicsRolloutPipeline.from_checkpoint(folder)(episode.frames[:5], num_frames=9).frames[0]
+    assert rollout.shape == (9, 64, 64, 3)
