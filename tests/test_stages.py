@@ -15,11 +15,17 @@ from worldmodel.video import to_uint8
 STAGES = Path(__file__).resolve().parents[1] / "stages"
 
 
+def stage_record(path: Path) -> dict:
+    """A stage's training record, checked for what every record must say: its command, steps and seconds."""
+    record = json.loads(path.read_text())
+    assert record["seconds"] > 0 and record["steps"] > 0 and record["command"].startswith("worldmodel train")
+    return record
+
+
 @pytest.mark.parametrize("recipe", ["small"])
 def test_stage_tokenizer_keeps_the_balls_of_held_out_episodes(recipe):
     folder = STAGES / recipe
-    record = json.loads((folder / "training.json").read_text())
-    assert record["seconds"] > 0 and record["steps"] > 0 and record["command"].startswith("worldmodel train")
+    stage_record(folder / "training.json")
     tokenizer = VideoTokenizer.from_pretrained(folder / "tokenizer").eval()
     assert tokenizer.codebook_size == 4096
     results = []
@@ -39,8 +45,7 @@ def test_stage_world_model_predicts_held_out_codes_and_writes_text(recipe):
     from worldmodel.tokenizers.text import ByteTokenizer
 
     folder = STAGES / recipe
-    record = json.loads((folder / "world_model_training.json").read_text())
-    assert record["seconds"] > 0 and record["steps"] > 0 and record["command"].startswith("worldmodel train")
+    record = stage_record(folder / "world_model_training.json")
     tokenizer = VideoTokenizer.from_pretrained(folder / "tokenizer").eval()
     model = WorldModel.from_pretrained(folder / "world_model").eval()
     assert model.config.codebook_size == tokenizer.codebook_size and model.config.text_output
