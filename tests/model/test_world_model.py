@@ -5,6 +5,7 @@ import torch
 
 from worldmodel.model import KVCache, TextContext, WorldModel
 from worldmodel.model.rope import grid_positions
+from worldmodel.model.text_encoder import center_states
 from worldmodel.tokenizers.text import ByteTokenizer
 
 TINY = dict(
@@ -105,6 +106,21 @@ def test_empty_prompt_is_exactly_unconditional_and_text_matters_otherwise():
         none = model(ids, None).logits
     assert torch.equal(with_text[0], none[0]) and not torch.isnan(with_text).any()
     assert not torch.allclose(with_text[1], none[1])
+
+
+def test_centred_text_states_ignore_what_every_byte_shares():
+    states = torch.randn(2, 5, 8)
+    mask = torch.tensor([[True] * 5, [True, True, True, False, False]])
+    centred = center_states(states, mask)
+    assert torch.allclose(centred[0].mean(0), torch.zeros(8), atol=1e-6)
+    assert torch.allclose(centred[1, :3].mean(0), torch.zeros(8), atol=1e-6)
+    shift = torch.randn(1, 1, 8) * 100  # a component shared by every position, as a collapsed encoder grows
+    assert torch.allclose(center_states(states + shift, mask)[0], centred[0], atol=1e-4)
+    assert torch.allclose(center_states(states + shift, mask)[1, :3], centred[1, :3], atol=1e-4)
+    model = make_model(text_center=True)
+    out = text_for(model, ["a red ball", "b"]).states
+    assert model.text_encoder.center and out[1, 0].abs().max() < 1e-3  # a one-byte prompt has nothing to tell apart
+    assert not torch.allclose(out[0, 2], out[0, 4])
 
 
 def test_save_and_load_round_trip(tmp_path):

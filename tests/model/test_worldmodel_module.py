@@ -67,7 +67,8 @@ def test_trains_checkpoints_resumes_and_exports(tmp_path):
     assert (tmp_path / "ckpt" / "last.ckpt").is_file()
     metrics = module.trainer.callback_metrics
     for key in ("train/ce", "train/aux_loss", "moe/layer1/max_mean_load", "moe/layer1/dropped_share",
-                "moe/layer1/load/e03", "moe/layer1/experts_per_token", "moe/layer1/utilisation", "val/ce"):  # fmt: skip
+                "moe/layer1/load/e03", "moe/layer1/experts_per_token", "moe/layer1/utilisation", "val/ce",
+                "val/ce_first_frame", "val/ce_first_frame_wrong_caption"):  # fmt: skip
         assert key in metrics, sorted(metrics)
     bias = module.model.blocks[1].ffn.router.bias
     assert bias.abs().sum() > 0  # balancing bias stepped
@@ -85,6 +86,47 @@ def test_trains_checkpoints_resumes_and_exports(tmp_path):
     assert set(reloaded) == {k.removeprefix("model.") for k in saved}  # the balancing biases included
     for key, value in reloaded.items():
         assert torch.equal(value, saved[f"model.{key}"]), key
+
+
+def test_restart_text_keeps_the_trunk_and_reads_config_overrides(tmp_path):
+    torch.manual_seed(0)
+    trained = WorldModel(**TINY)
+    trained.save_pretrained(tmp_path / "trained")
+    module = WorldModelModule(model_config={**TINY, "text_center": True}, pretrained=str(tmp_path / "trained"),
+                              restart_text=True)
+    model, before = module.model, trained.state_dict()
+    assert model.config.text_center and model.text_encoder.center
+    for key, value in model.state_dict().items():
+        fresh = key.startswith("text_encoder.") or ".bridge." in key
+        if not fresh:
+            assert torch.equal(value, before[key]), key
+        elif key.endswith("bridge.out.weight"):
+            assert not value.any(), key
+    assert not torch.equal(model.text_encoder.embed.weight, trained.text_encoder.embed.weight)
+    ids = torch.randint(0, TINY["codebook_size"], (2, 12))
+    ids[:, 0] = model.bos_token_id
+    with torch.no_grad():  # zero output projections: the fresh bridges change no logit yet
+        text = model.encode_text(*module.text_tokenizer.encode(["a red ball", "two balls"]))
+        unconditional = model.encode_text(*module.text_tokenizer.encode(["", ""]))
+        assert torch.equal(model.eval()(ids, text).logits, model(ids, unconditional).logits)
+    with pytest.raises(ValueError, match="restart_text keeps a pretrained"):
+        WorldModelModule(model_config=TINY, restart_text=True)
+
+
+def test_caption_use_scores_the_first_frame_with_own_and_wrong_captions():
+    torch.manual_seed(0)
+    module = WorldModelModule(model_config={**TINY, "bridge_gate_init": 1.0})
+    codes = torch.randint(0, TINY["codebook_size"], (3, 2, 2, 3))
+    ids, targets = module._inputs(codes)
+    captions = ["a red ball", "a blue ball falls", "two balls collide"]
+    with torch.no_grad():
+        logits = module.model.eval()(ids, module.model.encode_text(*module.text_tokenizer.encode(captions))).logits
+        scores = module._caption_use(ids, targets, captions, logits)
+        same = module._caption_use(ids, targets, ["a ball"] * 3, module.model(
+            ids, module.model.encode_text(*module.text_tokenizer.encode(["a ball"] * 3))).logits)
+    assert set(scores) == {"val/ce_first_frame", "val/ce_first_frame_wrong_caption"}
+    assert scores["val/ce_first_frame"] != scores["val/ce_first_frame_wrong_caption"]  # the text reaches the codes
+    assert torch.allclose(same["val/ce_first_frame"], same["val/ce_first_frame_wrong_caption"])  # one caption: equal
 
 
 def test_inputs_are_bos_then_shifted_codes_and_text_dropout_is_seeded():

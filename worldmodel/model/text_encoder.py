@@ -42,13 +42,28 @@ class TextEncoderLayer(nn.Module):
         return x + self.ffn(self.ffn_norm(x))
 
 
-class TextEncoder(nn.Module):
-    """Byte embeddings + learned positions -> `n_layers` bidirectional layers -> RMSNorm; `(B, L) -> (B, L, Dt)`."""
+def center_states(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """`x (B, L, D)` minus its mean over each row's real positions (`mask (B, L)`); padding rows stay as they are."""
+    count = mask.sum(dim=1, keepdim=True).clamp_min(1)[..., None]  # (B, 1, 1)
+    mean = (x * mask[..., None]).sum(dim=1, keepdim=True) / count  # (B, 1, D)
+    return x - mean
 
-    def __init__(self, vocab_size: int, max_len: int, d_model: int, n_layers: int, n_heads: int) -> None:
+
+class TextEncoder(nn.Module):
+    """Byte embeddings + learned positions -> `n_layers` bidirectional layers -> RMSNorm; `(B, L) -> (B, L, Dt)`.
+
+    `center=True` subtracts each prompt's mean state (over its real bytes) before the final norm, so that the
+    output carries only what differs between positions: a component shared by every byte (one layer's FFN grew
+    one of norm 340 in a small world model, after which every caption encoded to nearly the same states and the
+    bridge could only read "some text" from them) cannot reach the bridge.
+    """
+
+    def __init__(self, vocab_size: int, max_len: int, d_model: int, n_layers: int, n_heads: int,
+                 center: bool = False) -> None:
         super().__init__()
         self.vocab_size = vocab_size
         self.max_len = max_len
+        self.center = center
         self.embed = nn.Embedding(vocab_size, d_model)
         self.pos = nn.Embedding(max_len, d_model)
         self.layers = nn.ModuleList(TextEncoderLayer(d_model, n_heads) for _ in range(n_layers))
@@ -69,4 +84,6 @@ class TextEncoder(nn.Module):
         attn_mask = padding_attention_mask(mask)
         for layer in self.layers:
             x = layer(x, attn_mask)
+        if self.center:
+            x = center_states(x, mask)
         return self.norm(x)

@@ -72,6 +72,7 @@ class WorldModel(LocalPretrained, ModelMixin, ConfigMixin):
     Video understanding: `text_output=True` adds TXT, EOS and the 256 bytes to the embedding table, a byte head
     beside the code head and text positions after the video (text_output.py, docs/sequence-layout.md);
     `max_seq_len` grows by `max_answer_len + 1` (TXT and the answer bytes). Off, the model is exactly as without.
+    `text_center=True` centres each prompt's text states before the encoder's final norm (text_encoder.py).
     """
 
     config_name = "config.json"
@@ -115,6 +116,7 @@ class WorldModel(LocalPretrained, ModelMixin, ConfigMixin):
         text_d_model: int = 128,
         text_layers: int = 2,
         text_heads: int = 4,
+        text_center: bool = False,
         norm_eps: float = 1e-6,
         attention_impl: str = "dense",
         sparse_block_size: int = 64,
@@ -132,7 +134,8 @@ class WorldModel(LocalPretrained, ModelMixin, ConfigMixin):
         )
         self.vocab = TextVocab(codebook_size)
         self.embed = nn.Embedding(self.vocab.size if text_output else codebook_size + 1, d_model)  # + BOS (+ text)
-        self.text_encoder = TextEncoder(ByteTokenizer.vocab_size, max_text_len, text_d_model, text_layers, text_heads)
+        self.text_encoder = TextEncoder(ByteTokenizer.vocab_size, max_text_len, text_d_model, text_layers, text_heads,
+                                        text_center)
         bridges = set(range(n_layers)) if bridge_layers is None else set(bridge_layers)
         sparse = attention_impl == "block_sparse"
         self.blocks = nn.ModuleList()
@@ -190,6 +193,21 @@ class WorldModel(LocalPretrained, ModelMixin, ConfigMixin):
         elif isinstance(module, Experts):
             nn.init.normal_(module.w13, std=0.02)
             nn.init.normal_(module.w2, std=0.02)
+
+    def restart_text_pathway(self) -> None:
+        """Start the text encoder and every bridge afresh (GPT-style init, gates at `bridge_gate_init`), each bridge's
+        output projection at zero so that the trained video trunk sees no noise from the new bridges, yet every
+        bridge weight gets a gradient from the first step (a zero gate would block them)."""
+        self.text_encoder.apply(self._init_weights)
+        for block in self.blocks:
+            if block.bridge is not None:
+                block.bridge.apply(self._init_weights)
+                nn.init.zeros_(block.bridge.out.weight)
+                nn.init.constant_(block.bridge.gate, self.config.bridge_gate_init)
+                block.bridge.norm.reset_parameters()
+        for module in self.text_encoder.modules():
+            if isinstance(module, nn.RMSNorm):
+                module.reset_parameters()
 
     @property
     def bos_token_id(self) -> int:

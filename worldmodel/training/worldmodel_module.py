@@ -32,7 +32,8 @@ class WorldModelModule(ExportingModule):
     """Lightning wrapper of a `WorldModel`.
 
     Args:
-        model_config: keyword arguments of `WorldModel` (its `register_to_config` fields); ignored with `pretrained`.
+        model_config: keyword arguments of `WorldModel` (its `register_to_config` fields); with `pretrained`, they
+            override the saved config (the weights must still fit it, e.g. `text_center` changes no weight).
         lr, weight_decay, betas: AdamW (no decay on norms, gates and biases); linear warmup for `warmup_steps`,
             then cosine decay to `lr * min_lr_ratio` at the trainer's last step.
         text_dropout: probability of training a sample unconditionally (empty prompt).
@@ -40,6 +41,8 @@ class WorldModelModule(ExportingModule):
         seed: seeds the text-dropout draws.
         export_dir: if set, `save_pretrained` the world model there after each validation and at the end.
         pretrained: start from a `save_pretrained` folder instead of random weights.
+        restart_text: with `pretrained`, start the text encoder and the bridges afresh and keep the rest
+            (`WorldModel.restart_text_pathway`): for a video trunk whose text pathway stopped reading captions.
         understanding_share: share of each batch trained on understanding examples when the world model has
             `text_output` (at least one row, never all); `text_weight` weighs their byte loss.
     """
@@ -59,6 +62,7 @@ class WorldModelModule(ExportingModule):
         pretrained: str | None = None,
         understanding_share: float = 0.25,
         text_weight: float = 1.0,
+        restart_text: bool = False,
     ) -> None:
         super().__init__()
         if not 0.0 <= text_dropout <= 1.0:
@@ -66,9 +70,13 @@ class WorldModelModule(ExportingModule):
         if not 0.0 <= understanding_share < 1.0:
             raise ValueError(f"understanding_share must be in [0, 1) (generation keeps a share), got "
                              f"{understanding_share}.")
+        if restart_text and not pretrained:
+            raise ValueError("restart_text keeps a pretrained video trunk: give pretrained (a save_pretrained folder).")
         self.save_hyperparameters()
         if pretrained:
-            self.model = load_pretrained(WorldModel, pretrained).train()  # loaded in eval mode
+            self.model = load_pretrained(WorldModel, pretrained, **(model_config or {})).train()  # loads in eval mode
+            if restart_text:
+                self.model.restart_text_pathway()
         else:
             self.model = WorldModel(**(model_config or {}))
         self.text_tokenizer = ByteTokenizer(self.model.config.max_text_len)
@@ -141,10 +149,24 @@ class WorldModelModule(ExportingModule):
             self.log(f"{stage}/text_ce", text_ce, prog_bar=True, sync_dist=sync, batch_size=len(rows))
         loss = loss + self.hparams.aux_weight * aux
         self.log(f"{stage}/ce", ce, prog_bar=True, sync_dist=sync, batch_size=bsz)
+        if stage == "val" and len(captions) > 1:
+            self.log_dict(self._caption_use(ids, targets, captions, out.logits), sync_dist=True, batch_size=bsz)
         self.log_dict({f"{stage}/loss": loss, f"{stage}/aux_loss": aux}, sync_dist=sync, batch_size=bsz)
         if stage == "train":
             self.log_dict(self._routing_logs(out.stats), batch_size=bsz)
         return loss
+
+    def _caption_use(self, ids: torch.Tensor, targets: torch.Tensor, captions: list[str],
+                     logits: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Cross-entropy of the first latent frame's codes given each row's own caption and given the next row's
+        (`val/ce_first_frame`, `val/ce_first_frame_wrong_caption`): a model that reads its captions scores the
+        wrong caption worse; equal figures mean the text is ignored."""
+        frame = self.model.config.latent_height * self.model.config.latent_width
+        wrong = self.model.encode_text(*self.text_tokenizer.encode(captions[1:] + captions[:1]))
+        wrong_logits = self.model(ids[:, :frame], wrong).logits  # (B, frame, V)
+        first = targets[:, :frame].flatten()
+        return {"val/ce_first_frame": F.cross_entropy(logits[:, :frame].float().flatten(0, 1), first),
+                "val/ce_first_frame_wrong_caption": F.cross_entropy(wrong_logits.float().flatten(0, 1), first)}
 
     @staticmethod
     def _routing_logs(stats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
