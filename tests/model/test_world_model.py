@@ -123,6 +123,22 @@ def test_centred_text_states_ignore_what_every_byte_shares():
     assert not torch.allclose(out[0, 2], out[0, 4])
 
 
+def test_bridge_qk_norm_keys_ignore_the_scale_of_the_text_and_round_trip(tmp_path):
+    model = make_model(bridge_qk_norm=True)
+    bridge = model.blocks[0].bridge
+    states = text_for(model, ["a red ball", "two balls collide"]).states
+    keys, values = bridge.text_kv(states)
+    big_keys, big_values = bridge.text_kv(states * 100)
+    assert torch.allclose(keys, big_keys, atol=1e-3) and torch.allclose(values * 100, big_values, atol=1e-3)
+    assert torch.allclose(keys.pow(2).mean(-1), torch.ones(keys.shape[:-1]), atol=1e-3)  # unit RMS per head
+    model.save_pretrained(tmp_path / "qk")
+    reloaded = WorldModel.from_pretrained(tmp_path / "qk").eval()
+    assert reloaded.config.bridge_qk_norm and reloaded.blocks[0].bridge.q_norm is not None
+    ids = sequence(model)
+    prompts = ["a red ball", "two balls collide"]
+    assert torch.equal(model(ids, text_for(model, prompts)).logits, reloaded(ids, text_for(reloaded, prompts)).logits)
+
+
 def test_save_and_load_round_trip(tmp_path):
     model = make_model(moe_top_p=0.6)
     model.blocks[2].ffn.router.bias.fill_(0.25)  # the balancing bias is state too

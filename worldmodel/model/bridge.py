@@ -33,10 +33,14 @@ class GatedCrossAttention(nn.Module):
     trained from scratch starts it open (1.0, tanh 0.76).
 
     Rows whose text mask is all False get exactly zero cross-attention output (unconditional), without NaN.
+
+    `qk_norm=True` RMS-normalises each head's queries and keys (learned gains): the attention logits then start
+    at unit scale instead of near zero, so a bridge can pick out one word of the prompt from the first steps
+    rather than averaging all of its bytes.
     """
 
     def __init__(self, d_model: int, text_dim: int, n_heads: int, norm_eps: float = 1e-6,
-                 gate_init: float = 0.0) -> None:
+                 gate_init: float = 0.0, qk_norm: bool = False) -> None:
         super().__init__()
         if d_model % n_heads:
             raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads}) for the bridge.")
@@ -46,12 +50,15 @@ class GatedCrossAttention(nn.Module):
         self.kv = nn.Linear(text_dim, 2 * d_model, bias=False)
         self.out = nn.Linear(d_model, d_model, bias=False)
         self.gate = nn.Parameter(torch.full((1,), float(gate_init)))
+        head_dim = d_model // n_heads
+        self.q_norm = nn.RMSNorm(head_dim, eps=norm_eps) if qk_norm else None
+        self.k_norm = nn.RMSNorm(head_dim, eps=norm_eps) if qk_norm else None
 
     def text_kv(self, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Text keys and values `(B, H, L, dh)` each from `states (B, L, Dt)`."""
         bsz, length, _ = states.shape
         k, v = self.kv(states).view(bsz, length, 2, self.n_heads, -1).permute(2, 0, 3, 1, 4)
-        return k, v
+        return (k if self.k_norm is None else self.k_norm(k)), v
 
     def forward(self, x: torch.Tensor, text: TextContext) -> torch.Tensor:
         """x (B, N, D), text.states (B, L, Dt)  ->  the residual update (B, N, D) (not yet added to x)."""
@@ -59,6 +66,8 @@ class GatedCrossAttention(nn.Module):
         if text.states.shape[0] != bsz:
             raise ValueError(f"Text batch size {text.states.shape[0]} does not match the video batch size {bsz}.")
         q = self.q(self.norm(x)).view(bsz, n, self.n_heads, -1).transpose(1, 2)  # (B, H, N, dh)
+        if self.q_norm is not None:
+            q = self.q_norm(q)
         if torch.is_grad_enabled():
             k, v = self.text_kv(text.states)
             key_mask, has_text = padding_attention_mask(text.mask), text.mask.any(dim=-1)

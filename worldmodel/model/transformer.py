@@ -72,7 +72,8 @@ class WorldModel(LocalPretrained, ModelMixin, ConfigMixin):
     Video understanding: `text_output=True` adds TXT, EOS and the 256 bytes to the embedding table, a byte head
     beside the code head and text positions after the video (text_output.py, docs/sequence-layout.md);
     `max_seq_len` grows by `max_answer_len + 1` (TXT and the answer bytes). Off, the model is exactly as without.
-    `text_center=True` centres each prompt's text states before the encoder's final norm (text_encoder.py).
+    `text_center=True` centres each prompt's text states before the encoder's final norm (text_encoder.py);
+    `bridge_qk_norm=True` normalises the bridges' queries and keys (bridge.py).
     """
 
     config_name = "config.json"
@@ -113,6 +114,7 @@ class WorldModel(LocalPretrained, ModelMixin, ConfigMixin):
         moe_dispatch: str = "auto",
         bridge_layers: list[int] | None = None,
         bridge_gate_init: float = 1.0,
+        bridge_qk_norm: bool = False,
         text_d_model: int = 128,
         text_layers: int = 2,
         text_heads: int = 4,
@@ -150,7 +152,7 @@ class WorldModel(LocalPretrained, ModelMixin, ConfigMixin):
                 ffn = build_moe(self.config)
             bridge = None
             if i in bridges:
-                bridge = GatedCrossAttention(d_model, text_d_model, n_heads, norm_eps, bridge_gate_init)
+                bridge = GatedCrossAttention(d_model, text_d_model, n_heads, norm_eps, bridge_gate_init, bridge_qk_norm)
             router = DepthRouter(d_model, mod_rho) if i in (mod_layers or []) else None
             self.blocks.append(Block(attn, ffn, bridge, d_model, norm_eps, router))
         self.norm = nn.RMSNorm(d_model, eps=norm_eps)
@@ -204,10 +206,10 @@ class WorldModel(LocalPretrained, ModelMixin, ConfigMixin):
                 block.bridge.apply(self._init_weights)
                 nn.init.zeros_(block.bridge.out.weight)
                 nn.init.constant_(block.bridge.gate, self.config.bridge_gate_init)
-                block.bridge.norm.reset_parameters()
-        for module in self.text_encoder.modules():
-            if isinstance(module, nn.RMSNorm):
-                module.reset_parameters()
+        for part in (self.text_encoder, *(b.bridge for b in self.blocks if b.bridge is not None)):
+            for module in part.modules():
+                if isinstance(module, nn.RMSNorm):
+                    module.reset_parameters()
 
     @property
     def bos_token_id(self) -> int:
