@@ -8,6 +8,7 @@ With `text_output` the model also reads and writes text after the codes (`[TXT] 
 from __future__ import annotations
 
 import inspect
+import math
 from dataclasses import dataclass
 
 import torch
@@ -22,6 +23,7 @@ from .attention import MultiHeadLatentAttention
 from .block import Block
 from .bridge import GatedCrossAttention, TextContext
 from .cache import KVCache, SparseKVCache
+from .code_digits import CodeDigits
 from .depth_router import DepthRouter
 from .ffn import FeedForward
 from .moe import Experts, MoE
@@ -73,7 +75,8 @@ class WorldModel(LocalPretrained, ModelMixin, ConfigMixin):
     beside the code head and text positions after the video (text_output.py, docs/sequence-layout.md);
     `max_seq_len` grows by `max_answer_len + 1` (TXT and the answer bytes). Off, the model is exactly as without.
     `text_center=True` centres each prompt's text states before the encoder's final norm (text_encoder.py);
-    `bridge_qk_norm=True` normalises the bridges' queries and keys (bridge.py).
+    `bridge_qk_norm=True` normalises the bridges' queries and keys (bridge.py). `code_levels` (the tokenizer's FSQ
+    levels) adds digit-factorised terms to the code embedding and head (code_digits.py).
     """
 
     config_name = "config.json"
@@ -126,6 +129,7 @@ class WorldModel(LocalPretrained, ModelMixin, ConfigMixin):
         mod_layers: list[int] | None = None,
         mod_rho: float = 0.3,
         text_output: bool = False,
+        code_levels: list[int] | None = None,
         max_answer_len: int = 0,
     ) -> None:
         super().__init__()
@@ -159,6 +163,7 @@ class WorldModel(LocalPretrained, ModelMixin, ConfigMixin):
         self.lm_head = nn.Linear(d_model, codebook_size, bias=False)
         self.text_head = nn.Linear(d_model, BYTE_CLASSES, bias=False) if text_output else None
         self.apply(self._init_weights)
+        self.code_digits = CodeDigits(code_levels, d_model) if code_levels else None  # zero at init
 
     def _validate_config(self) -> None:
         """Raise one clear ValueError for an inconsistent configuration."""
@@ -180,6 +185,9 @@ class WorldModel(LocalPretrained, ModelMixin, ConfigMixin):
             raise ValueError(f"mod_layers must be layer indices in [0, {c.n_layers}), got {c.mod_layers}.")
         if not 0.0 <= c.mod_rho < 1.0:
             raise ValueError(f"mod_rho (share of tokens skipping a routed block) must be in [0, 1), got {c.mod_rho}.")
+        if c.code_levels and (min(c.code_levels) < 2 or math.prod(c.code_levels) != c.codebook_size):
+            raise ValueError(f"code_levels must be FSQ levels (each >= 2) whose product is codebook_size "
+                             f"{c.codebook_size}, got {c.code_levels}.")
         if c.text_output and c.max_answer_len < 1:
             raise ValueError(f"text_output needs max_answer_len >= 1 (answer bytes per sequence), got "
                              f"{c.max_answer_len}.")
@@ -303,6 +311,8 @@ class WorldModel(LocalPretrained, ModelMixin, ConfigMixin):
                 f"{self.max_seq_len} = latent_frames*latent_height*latent_width + 1 (+ max_answer_len + 1 with text)."
             )
         x = self.embed(input_ids)  # (B, N, D)
+        if self.code_digits is not None:
+            x = x + self.code_digits.embed_codes(input_ids)
         if text_start is None:
             cos, sin = self.rope(start, n, input_ids.device)  # (N, dr) each
         else:  # per row: video grid before TXT, text positions from it on
@@ -320,6 +330,8 @@ class WorldModel(LocalPretrained, ModelMixin, ConfigMixin):
             cache.advance(input_ids.shape[1])
         h = self.norm(x)  # (B, N, D)
         logits = self.lm_head(h)  # (B, N, V)
+        if self.code_digits is not None:
+            logits = logits + self.code_digits.code_logits(h)
         text_logits = self.text_head(h) if self.text_head is not None else None  # (B, N, 257)
         return WorldModelOutput(logits=logits, aux_loss=aux, stats=stats, text_logits=text_logits)
 

@@ -1,0 +1,49 @@
+"""Digit-factorised terms for the code embedding and the code head of an FSQ codebook.
+
+An FSQ code is a tuple of digits (``index = sum(digit_i * basis_i)``, ``basis = cumprod([1, *levels[:-1]])``, as
+``worldmodel.tokenizers.quantizers.FSQ`` numbers them). With 4096 codes a ball of one colour shows as some twenty
+codes, each rare, so a full embedding and head learn "red" twenty times over; the digits that those codes share
+are seen far more often. :class:`CodeDigits` adds, to every code's embedding row and head row, the sum of one
+learned vector per digit value: the joint softmax over all codes stays exact (decoding, top-k and speculative
+decoding are unchanged), only its parameterisation shares statistics between codes with common digits. Both
+tables start at zero, so adding them to a trained model changes nothing until they train.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def digit_one_hot(levels: list[int]) -> torch.Tensor:
+    """`(prod(levels), sum(levels))` 0/1 matrix: row `k` marks the value of each digit of code `k`."""
+    levels_t = torch.tensor(levels, dtype=torch.long)
+    basis = torch.cumprod(torch.cat([torch.ones(1, dtype=torch.long), levels_t[:-1]]), dim=0)
+    codes = torch.arange(math.prod(levels))
+    digits = (codes[:, None] // basis) % levels_t  # (K, D)
+    offsets = torch.cumsum(torch.cat([torch.zeros(1, dtype=torch.long), levels_t[:-1]]), dim=0)  # (D,)
+    one_hot = torch.zeros(len(codes), int(levels_t.sum()))
+    one_hot[codes[:, None], digits + offsets] = 1.0
+    return one_hot
+
+
+class CodeDigits(nn.Module):
+    """Per-digit embedding and head tables for the codes of an FSQ codebook with `levels` (zero at init)."""
+
+    def __init__(self, levels: list[int], d_model: int) -> None:
+        super().__init__()
+        self.register_buffer("one_hot", digit_one_hot(levels), persistent=False)  # (K, sum(levels))
+        self.embed = nn.Parameter(torch.zeros(sum(levels), d_model))
+        self.head = nn.Parameter(torch.zeros(sum(levels), d_model))
+
+    def embed_codes(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """`input_ids (B, N)` -> the sum of each code's digit embeddings `(B, N, D)`; zero for BOS and text ids."""
+        codes = self.one_hot.shape[0]
+        rows = self.one_hot[input_ids.clamp(max=codes - 1)] * (input_ids < codes)[..., None]  # (B, N, sum(levels))
+        return rows.to(self.embed.dtype) @ self.embed
+
+    def code_logits(self, h: torch.Tensor) -> torch.Tensor:
+        """Hidden states `h (B, N, D)` -> each code's summed digit logits `(B, N, K)`, added to the code head's."""
+        return (h @ self.head.t().to(h.dtype)) @ self.one_hot.t().to(h.dtype)
