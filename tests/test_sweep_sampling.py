@@ -1,19 +1,12 @@
 """scripts/sweep_sampling.py: its settings parse as documented and bad ones are refused with one sentence."""
 
-import importlib.util
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "sweep_sampling.py"
-
 
 @pytest.fixture(scope="module")
-def sweep():
-    spec = importlib.util.spec_from_file_location("sweep_sampling", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def sweep(load_script):
+    return load_script("sweep_sampling")
 
 
 def test_settings_parse(sweep):

@@ -1,22 +1,15 @@
 """scripts/toy_caption_reading.py: the colour swap, and a two-step run that writes its three held-out figures."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import save_file
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "toy_caption_reading.py"
-
 
 @pytest.fixture(scope="module")
-def toy():
-    spec = importlib.util.spec_from_file_location("toy_caption_reading", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def toy(load_script):
+    return load_script("toy_caption_reading")
 
 
 def test_colour_swap_changes_every_colour_word_and_nothing_else(toy):
