@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 from worldmodel.datasets.tokens import TokenDataModule
 from worldmodel.model import WorldModel
 from worldmodel.training.export import export_checkpoint
-from worldmodel.training.worldmodel_module import WorldModelModule
+from worldmodel.training.worldmodel_module import WorldModelModule, caption_probe_loss
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = dict(
@@ -127,6 +127,28 @@ def test_caption_use_scores_the_first_frame_with_own_and_wrong_captions():
     assert set(scores) == {"val/ce_first_frame", "val/ce_first_frame_wrong_caption"}
     assert scores["val/ce_first_frame"] != scores["val/ce_first_frame_wrong_caption"]  # the text reaches the codes
     assert torch.allclose(same["val/ce_first_frame"], same["val/ce_first_frame_wrong_caption"])  # one caption: equal
+
+
+def test_caption_probe_targets_the_named_colours_and_trains_the_text_pathway():
+    torch.manual_seed(0)
+    module = WorldModelModule(model_config=TINY, caption_probe_weight=0.5)
+    hidden = torch.zeros(3, 4, TINY["d_model"])
+    with torch.no_grad():
+        module.caption_probe.weight.zero_()
+        module.caption_probe.bias.copy_(torch.arange(8.0))  # colours in COLOR_NAMES order: red green blue ... white
+    log_p = torch.log_softmax(torch.arange(8.0), 0)
+    one = caption_probe_loss(module.caption_probe, hidden, ["a red ball", "no colour here", "a ball"])
+    assert torch.allclose(one, -log_p[0])  # only the row naming a colour counts
+    two = caption_probe_loss(module.caption_probe, hidden, ["red and white balls", "", "a blue ball"])
+    assert torch.allclose(two, (-(log_p[0] + log_p[7]) / 2 - log_p[2]) / 2)
+    assert caption_probe_loss(module.caption_probe, hidden, ["", "a ball", "balls"]) == 0
+    codes = torch.randint(0, TINY["codebook_size"], (2, 2, 2, 3))
+    loss = module._step({"codes": codes, "captions": ["a red ball", "a green ball"]}, "val", 0)
+    loss.backward()
+    assert module.model.text_encoder.embed.weight.grad.abs().sum() > 0 and module.caption_probe.weight.grad.any()
+    with pytest.raises(ValueError, match="caption_probe_weight"):
+        WorldModelModule(model_config=TINY, caption_probe_weight=-1.0)
+    assert "caption_probe" not in dict(module.model.named_modules())  # training-only, not exported
 
 
 def test_inputs_are_bos_then_shifted_codes_and_text_dropout_is_seeded():

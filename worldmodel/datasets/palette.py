@@ -6,6 +6,8 @@ from the background by at least ~100 in some RGB channel.
 
 from __future__ import annotations
 
+import re
+
 BACKGROUND: tuple[int, int, int] = (20, 20, 24)
 
 PALETTE: dict[str, tuple[int, int, int]] = {
@@ -20,3 +22,10 @@ PALETTE: dict[str, tuple[int, int, int]] = {
 }
 
 COLOR_NAMES: tuple[str, ...] = tuple(PALETTE)
+
+_COLOUR_WORD = re.compile(r"\b(" + "|".join(COLOR_NAMES) + r")\b")
+
+
+def caption_colours(caption: str) -> list[str]:
+    """The palette colour names in `caption`, in order of appearance (whole words, repeats kept)."""
+    return _COLOUR_WORD.findall(caption.lower())

@@ -49,12 +49,13 @@ class WorldModelOutput(BaseOutput):
     """`logits (B, N, codebook_size)`, `aux_loss` (scalar, MoE auxiliary losses summed), `stats` (MoE routing
     statistics keyed `layer{i}/{name}`: `load (E,)`, `utilisation`, `max_mean_load`, `experts_per_token`,
     `dropped_share`); with `text_output`, `text_logits (B, N, 257)` of the byte head (bytes, then EOS) at every
-    position (meaningful from TXT on), else None."""
+    position (meaningful from TXT on), else None; `hidden_states (B, N, D)`: the final-normed states both heads read."""
 
     logits: torch.Tensor
     aux_loss: torch.Tensor
     stats: dict[str, torch.Tensor]
     text_logits: torch.Tensor | None = None
+    hidden_states: torch.Tensor | None = None
 
 
 class WorldModel(LocalPretrained, ModelMixin, ConfigMixin):
@@ -333,7 +334,7 @@ class WorldModel(LocalPretrained, ModelMixin, ConfigMixin):
         if self.code_digits is not None:
             logits = logits + self.code_digits.code_logits(h)
         text_logits = self.text_head(h) if self.text_head is not None else None  # (B, N, 257)
-        return WorldModelOutput(logits=logits, aux_loss=aux, stats=stats, text_logits=text_logits)
+        return WorldModelOutput(logits=logits, aux_loss=aux, stats=stats, text_logits=text_logits, hidden_states=h)
 
     def _check_ids(self, input_ids: torch.Tensor, start: int, text_start: torch.Tensor | None) -> None:
         """One clear ValueError for ids outside the vocabulary, text ids before TXT or codes after it, and video

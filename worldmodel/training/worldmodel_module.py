@@ -12,6 +12,13 @@ Joint understanding (a world model with `text_output`, a data module with `under
 cut to the example's latent frames, its question (or "describe the video") through the bridge, its answer bytes
 after TXT, cross-entropy of the byte head on the answer bytes and EOS only (`{stage}/text_ce`). The other rows train
 generation as above; the two losses add (`text_weight` on the text one).
+
+Caption probe (`caption_probe_weight > 0`): a linear probe on the final hidden state of every video position of the
+generation rows predicts the palette colours that the row's caption names (a soft target, uniform over them; rows
+whose caption names none are skipped). Its loss reaches the trunk, the bridges and the text encoder, so the colour
+word must travel from the caption to every code position; without it the small tokenizer's world model learned to
+read a caption's scenario and count but not its colour (docs/world-model.md). The probe is training-only: it is
+not part of the exported world model.
 """
 
 from __future__ import annotations
@@ -20,12 +27,30 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
+from worldmodel.datasets.palette import COLOR_NAMES, caption_colours
 from worldmodel.model import WorldModel
 from worldmodel.model.text_output import IGNORE, understanding_batch
 from worldmodel.pretrained import load_pretrained
 from worldmodel.tokenizers.text import ByteTokenizer
 from worldmodel.training.common import ExportingModule
+
+
+def caption_probe_loss(probe: nn.Module, hidden: torch.Tensor, captions: list[str]) -> torch.Tensor:
+    """Cross-entropy of `probe` (D -> len(COLOR_NAMES)) at every position of `hidden (B, N, D)` against the colours
+    each caption names (uniform over them), averaged over the rows that name any (0, still with a gradient path, if
+    none)."""
+    targets = torch.zeros(len(captions), len(COLOR_NAMES))
+    for row, caption in enumerate(captions):
+        for name in caption_colours(caption):
+            targets[row, COLOR_NAMES.index(name)] = 1.0
+    named = targets.sum(1)  # (B,)
+    targets = (targets / named.clamp_min(1.0)[:, None]).to(hidden.device)
+    logits = probe(hidden.float())  # (B, N, C)
+    per_row = -(targets[:, None] * F.log_softmax(logits, dim=-1)).sum(-1).mean(1)  # (B,)
+    keep = (named > 0).to(hidden.device, per_row.dtype)
+    return (per_row * keep).sum() / keep.sum().clamp_min(1.0)
 
 
 class WorldModelModule(ExportingModule):
@@ -45,6 +70,7 @@ class WorldModelModule(ExportingModule):
             (`WorldModel.restart_text_pathway`): for a video trunk whose text pathway stopped reading captions.
         understanding_share: share of each batch trained on understanding examples when the world model has
             `text_output` (at least one row, never all); `text_weight` weighs their byte loss.
+        caption_probe_weight: weight of the caption-colour probe loss (module docstring; 0 = off).
     """
 
     def __init__(
@@ -63,6 +89,7 @@ class WorldModelModule(ExportingModule):
         understanding_share: float = 0.25,
         text_weight: float = 1.0,
         restart_text: bool = False,
+        caption_probe_weight: float = 0.0,
     ) -> None:
         super().__init__()
         if not 0.0 <= text_dropout <= 1.0:
@@ -70,6 +97,8 @@ class WorldModelModule(ExportingModule):
         if not 0.0 <= understanding_share < 1.0:
             raise ValueError(f"understanding_share must be in [0, 1) (generation keeps a share), got "
                              f"{understanding_share}.")
+        if caption_probe_weight < 0:
+            raise ValueError(f"caption_probe_weight must be >= 0 (0 = off), got {caption_probe_weight}.")
         if restart_text and not pretrained:
             raise ValueError("restart_text keeps a pretrained video trunk: give pretrained (a save_pretrained folder).")
         self.save_hyperparameters()
@@ -80,6 +109,8 @@ class WorldModelModule(ExportingModule):
         else:
             self.model = WorldModel(**(model_config or {}))
         self.text_tokenizer = ByteTokenizer(self.model.config.max_text_len)
+        self.caption_probe = (nn.Linear(self.model.config.d_model, len(COLOR_NAMES)) if caption_probe_weight > 0
+                              else None)
 
     def _inputs(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """codes (B, t, h, w) -> (input ids (B, N) = [BOS] + codes[:-1], targets (B, N))."""
@@ -147,6 +178,10 @@ class WorldModelModule(ExportingModule):
             text_ce, text_aux = self._understanding_loss(batch, rows)
             loss, aux = loss + self.hparams.text_weight * text_ce, aux + text_aux
             self.log(f"{stage}/text_ce", text_ce, prog_bar=True, sync_dist=sync, batch_size=len(rows))
+        if self.caption_probe is not None:
+            probe = caption_probe_loss(self.caption_probe, out.hidden_states, captions)
+            loss = loss + self.hparams.caption_probe_weight * probe
+            self.log(f"{stage}/caption_probe", probe, sync_dist=sync, batch_size=bsz)
         loss = loss + self.hparams.aux_weight * aux
         self.log(f"{stage}/ce", ce, prog_bar=True, sync_dist=sync, batch_size=bsz)
         if stage == "val" and len(captions) > 1:
