@@ -1,6 +1,6 @@
 """Video understanding on held-out simulator episodes: descriptions per attribute, answers per question type.
 
-    python benchmarks/understanding.py [--checkpoint DIR] [--episodes 200] [--context-frames K] [--quick]
+    python benchmarks/understanding.py [--checkpoint DIR] [--episodes 200] [--context-frames K] [--workers 2] [--quick]
 
 ``DIR`` is a pipeline folder whose world model was trained with text output (default: the packaged
 ``worldmodel/assets/default``; a checkpoint without text output is refused with one sentence). For the ``test_id``
@@ -25,9 +25,11 @@ is given).
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import sys
 import time
 from collections import Counter, defaultdict
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +90,15 @@ def evaluate_split(pipe: Any, split: str, count: int, context_frames: int, major
     return row
 
 
+def evaluate_split_in_worker(checkpoint: Path, split: str, count: int, context_frames: int,
+                             majority: dict[str, str], threads: int) -> dict:
+    """`evaluate_split` in a worker process of its own (`threads` torch threads, its own pipeline on the CPU)."""
+    from worldmodel.pipelines.video_to_text import VideoToTextPipeline
+
+    torch.set_num_threads(threads)
+    return evaluate_split(VideoToTextPipeline.from_checkpoint(checkpoint), split, count, context_frames, majority)
+
+
 def result_rows(row: dict[str, Any]) -> list[dict[str, Any]]:
     """One split's figures as result rows ``{name, value, unit, goal, higher_is_better}``: description attributes,
     question types (goals on test_id only: descriptive >= 0.95, predictive >= 0.85), their majority baselines and,
@@ -126,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--episodes", type=int, default=200, help="held-out episodes per split")
     parser.add_argument("--context-frames", type=int, default=None, help="frames predictive questions see")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="splits scored in parallel processes (2: one per split, each with --threads threads)")
     parser.add_argument("--quick", action="store_true", help="5 episodes per split; writes nothing without --out")
     parser.add_argument("--out", type=Path, default=None,
                         help="JSON path (default: benchmarks/results/understanding.json)")
@@ -146,11 +159,15 @@ def main(argv: list[str] | None = None) -> int:
     tc = pipe.tokenizer.config.temporal_compression
     context = args.context_frames or context_video_frames(DEFAULT_CONTEXT_LATENT_FRAMES, tc)
     majority = majority_answers(count, pipe.trained_frames, pipe.frame_size[0], context)
-    splits, results = [], []
-    for split in SPLITS:
-        row = evaluate_split(pipe, split, count, context, majority)
-        splits.append(row)
-        results += result_rows(row)
+    if args.workers > 1 and device == "cpu":
+        spawn = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(min(args.workers, len(SPLITS)), mp_context=spawn) as pool:
+            jobs = [pool.submit(evaluate_split_in_worker, checkpoint, split, count, context, majority,
+                                torch.get_num_threads()) for split in SPLITS]
+            splits = [job.result() for job in jobs]
+    else:
+        splits = [evaluate_split(pipe, split, count, context, majority) for split in SPLITS]
+    results = [r for row in splits for r in result_rows(row)]
     print(f"{'name':<48} {'value':>8}  goal")
     for r in results:
         print(f"{r['name']:<48} {r['value']:>8}  {'' if r['goal'] is None else r['goal']}")
@@ -160,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick and args.out is None:
         return 0
     payload = {"benchmark": "understanding", "machine": machine_name(), "threads": torch.get_num_threads(),
+               "workers": args.workers,
                "device": device, "checkpoint": str(checkpoint), "episodes_per_split": count,
                "context_frames": context, "majority_answers": majority, "splits": splits, "results": results}
     out = args.out or ROOT / "benchmarks" / "results" / "understanding.json"

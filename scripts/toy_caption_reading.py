@@ -2,6 +2,7 @@
 
     python scripts/toy_caption_reading.py --cache outputs/tokens-small/train --steps 400
     python scripts/toy_caption_reading.py --cache outputs/tokens-small/train --steps 400 --code-levels 8,8,8,8
+    python scripts/toy_caption_reading.py --cache outputs/tokens-small/train --steps 400 --caption-probe 0.3
 
 Trains a small dense `WorldModel` (2 layers of width 128, bridges at both) from scratch to generate the first latent
 frame of a token cache's first `--episodes` episodes from their captions (a paraphrase drawn per step, 10 % of

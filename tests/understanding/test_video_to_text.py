@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -178,3 +179,20 @@ def test_understanding_benchmark_writes_result_rows_with_goals_on_test_id(text_c
         assert rows[name]["value"] == pytest.approx(rows[question]["value"] - rows[f"test_id_majority_{kind}"]["value"],
                                                     abs=1e-3)
     assert 0.0 <= rows["test_id_description_count"]["value"] <= 1.0
+
+
+def test_understanding_benchmark_workers_score_the_splits_as_one_process_does(text_checkpoint, tmp_path, monkeypatch):
+    bench = Path(__file__).resolve().parents[2] / "benchmarks"
+    monkeypatch.syspath_prepend(str(bench))  # spawned workers import the script by this name from sys.path
+    spec = importlib.util.spec_from_file_location("understanding", bench / "understanding.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "understanding", module)
+    spec.loader.exec_module(module)
+    figures = []
+    for workers in ("1", "2"):
+        out = tmp_path / f"understanding-{workers}.json"
+        assert module.main(["--checkpoint", str(text_checkpoint), "--episodes", "1", "--threads", "1",
+                            "--workers", workers, "--out", str(out)]) == 0
+        splits = json.loads(out.read_text())["splits"]
+        figures.append([{k: v for k, v in row.items() if k != "seconds"} for row in splits])
+    assert figures[0] == figures[1] and [row["split"] for row in figures[1]] == ["test_id", "test_ood"]
