@@ -7,8 +7,8 @@
 Copies the ``save_pretrained`` folder ``--export`` to ``stages/RECIPE/COMPONENT`` (atomically) and writes
 ``stages/RECIPE/COMPONENT_training.json`` (``training.json`` for the tokenizer, as the earlier stages did): the
 command, steps, seconds, device, the validation curves read from the Lightning CSV log (``val/ce``,
-``val/text_ce``, the caption-use pair ``val/ce_first_frame`` / ``val/ce_first_frame_wrong_caption`` or
-``val/psnr``; their last values as ``val_ce`` ...), and the record of the previous stage of
+``val/text_ce``, the caption-use pair ``val/ce_first_frame`` / ``val/ce_first_frame_wrong_caption``,
+``val/caption_probe`` or ``val/psnr``; their last values as ``val_ce`` ...), and the record of the previous stage of
 the same component under ``previous_stages``. Once the folder holds both components it gets a
 ``model_index.json``: it is a pipeline folder (``--checkpoint stages/RECIPE``).
 """
@@ -24,7 +24,8 @@ from pathlib import Path
 
 from worldmodel.io import replace_dir, write_json_atomic
 
-CURVES = ("val/ce", "val/text_ce", "val/ce_first_frame", "val/ce_first_frame_wrong_caption", "val/psnr")
+CURVES = ("val/ce", "val/text_ce", "val/ce_first_frame", "val/ce_first_frame_wrong_caption", "val/caption_probe",
+          "val/psnr")
 
 
 def val_curves(logs: Path) -> tuple[int, dict[str, list[list[float]]]]:
