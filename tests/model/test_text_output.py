@@ -33,7 +33,8 @@ def test_off_is_todays_model_and_on_adds_the_vocabulary_and_byte_head():
     assert set(on.state_dict()) - set(off.state_dict()) == {"text_head.weight"}
     ids = torch.full((1, 5), off.bos_token_id)
     out = off.eval()(ids)
-    assert out.text_logits is None and len(out.to_tuple()) == 3
+    assert out.text_logits is None and set(out.keys()) == {"logits", "aux_loss", "stats", "hidden_states"}
+    assert out.hidden_states.shape == (1, 5, TINY["d_model"])
 
 
 def test_text_positions_continue_the_time_axis_after_the_last_latent_frame():
