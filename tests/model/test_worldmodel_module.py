@@ -15,7 +15,12 @@ from safetensors.torch import save_file
 from worldmodel.datasets.tokens import TokenDataModule
 from worldmodel.model import WorldModel
 from worldmodel.training.export import export_checkpoint
-from worldmodel.training.worldmodel_module import WorldModelModule, caption_probe_loss
+from worldmodel.training.worldmodel_module import (
+    WorldModelModule,
+    caption_probe_loss,
+    motion_weights,
+    scheduled_sampling_inputs,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = dict(
@@ -164,6 +169,42 @@ def test_inputs_are_bos_then_shifted_codes_and_text_dropout_is_seeded():
         WorldModelModule(model_config=TINY, text_dropout=1.5)
     with pytest.raises(ValueError, match=r"\(B, t, h, w\)"):
         module._inputs(codes[0])
+
+
+def test_motion_weights_mark_codes_that_changed_since_the_previous_latent_frame():
+    codes = torch.tensor([[[[1, 2]], [[1, 3]], [[4, 3]]]])  # (B=1, t=3, h=1, w=2)
+    assert motion_weights(codes, 3.0)[0].tolist() == [1, 1, 1, 3, 3, 1]
+    assert motion_weights(codes, 1.0).eq(1).all()
+    module = WorldModelModule(model_config=TINY, motion_weight=4.0)
+    batch = {"codes": torch.randint(0, TINY["codebook_size"], (2, 2, 2, 3)), "captions": ["a", "b"]}
+    plain = WorldModelModule(model_config=TINY)
+    plain.model.load_state_dict(module.model.state_dict())
+    torch.manual_seed(0)
+    weighted = module._step(batch, "val", 0)
+    torch.manual_seed(0)
+    assert not torch.allclose(weighted, plain._step(batch, "val", 0))  # the weights change the loss
+    with pytest.raises(ValueError, match="motion_weight"):
+        WorldModelModule(model_config=TINY, motion_weight=0.5)
+
+
+def test_scheduled_sampling_replaces_a_share_of_codes_by_greedy_predictions():
+    torch.manual_seed(0)
+    module = WorldModelModule(model_config=TINY, scheduled_sampling=0.5)
+    ids, _ = module._inputs(torch.randint(0, TINY["codebook_size"], (4, 2, 2, 3)))
+    text = module.model.encode_text(*module.text_tokenizer.encode(["a"] * 4))
+    module.model.train()
+    mixed = scheduled_sampling_inputs(module.model, ids, text, 0.5, torch.Generator().manual_seed(1))
+    assert module.model.training  # the mode is restored
+    assert (mixed[:, 0] == module.model.bos_token_id).all()
+    with torch.no_grad():
+        greedy = module.model.eval()(ids, text).logits[:, :-1].argmax(-1)  # (B, N-1)
+    changed = mixed[:, 1:] != ids[:, 1:]
+    assert changed.any() and (mixed[:, 1:][changed] == greedy[changed]).all()  # only ever the model's prediction
+    again = scheduled_sampling_inputs(module.model, ids, text, 0.5, torch.Generator().manual_seed(1))
+    assert torch.equal(mixed, again)  # seeded
+    assert torch.equal(scheduled_sampling_inputs(module.model, ids, text, 0.0, torch.Generator()), ids)
+    with pytest.raises(ValueError, match="scheduled_sampling"):
+        WorldModelModule(model_config=TINY, scheduled_sampling=1.5)
 
 
 @pytest.mark.slow

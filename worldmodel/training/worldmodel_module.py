@@ -19,6 +19,15 @@ whose caption names none are skipped). Its loss reaches the trunk, the bridges a
 word must travel from the caption to every code position; without it the small tokenizer's world model learned to
 read a caption's scenario and count but not its colour (docs/world-model.md). The probe is training-only: it is
 not part of the exported world model.
+
+Against rollout drift (two options, off by default; docs/world-model.md, stage 5):
+- `scheduled_sampling > 0` (parallel scheduled sampling, Duckworth et al. 2019): a no-grad forward in eval mode
+  predicts every code greedily (as rollouts decode), and that share of the generation rows' input codes is replaced
+  by the model's own prediction of it; the targets stay the true codes, so the model learns to carry on correctly
+  after its own mistakes.
+- `motion_weight > 1`: codes that differ from the code at the same place one latent frame earlier (a ball arriving
+  or leaving) weigh `motion_weight` in the code cross-entropy, the rest 1 (a weighted mean), so that predicting the
+  background unchanged stops paying for most of the loss. `{stage}/ce` stays the plain cross-entropy.
 """
 
 from __future__ import annotations
@@ -53,6 +62,28 @@ def caption_probe_loss(probe: nn.Module, hidden: torch.Tensor, captions: list[st
     return (per_row * keep).sum() / keep.sum().clamp_min(1.0)
 
 
+def motion_weights(codes: torch.Tensor, weight: float) -> torch.Tensor:
+    """codes (B, t, h, w) -> per-target weights (B, t*h*w): `weight` where a code differs from the code at the same
+    (h, w) one latent frame earlier, 1 elsewhere (and on the first latent frame)."""
+    changed = torch.zeros_like(codes, dtype=torch.bool)
+    changed[:, 1:] = codes[:, 1:] != codes[:, :-1]
+    return (1.0 + (weight - 1.0) * changed.float()).flatten(1)
+
+
+def scheduled_sampling_inputs(model: nn.Module, ids: torch.Tensor, text: Any, share: float,
+                              generator: torch.Generator) -> torch.Tensor:
+    """ids (B, N) = [BOS] + codes[:-1] -> the same with a `share` of the code positions (never BOS) replaced by the
+    model's greedy prediction of that code (one no-grad forward in eval mode; the model's mode is restored)."""
+    was_training = model.training
+    with torch.no_grad():
+        logits = model.eval()(ids, text, router_stats=False).logits  # (B, N, V): logits[:, i] predicts ids[:, i + 1]
+    model.train(was_training)
+    predicted = torch.cat([ids[:, :1], logits[:, :-1].argmax(-1)], dim=1)  # (B, N)
+    replace = torch.rand(ids.shape, generator=generator) < share
+    replace[:, 0] = False
+    return torch.where(replace.to(ids.device), predicted, ids)
+
+
 class WorldModelModule(ExportingModule):
     """Lightning wrapper of a `WorldModel`.
 
@@ -71,6 +102,9 @@ class WorldModelModule(ExportingModule):
         understanding_share: share of each batch trained on understanding examples when the world model has
             `text_output` (at least one row, never all); `text_weight` weighs their byte loss.
         caption_probe_weight: weight of the caption-colour probe loss (module docstring; 0 = off).
+        scheduled_sampling: share of generation input codes replaced by the model's own greedy predictions in
+            training (module docstring; 0 = off).
+        motion_weight: loss weight of codes that changed since the previous latent frame (module docstring; 1 = off).
     """
 
     def __init__(
@@ -90,6 +124,8 @@ class WorldModelModule(ExportingModule):
         text_weight: float = 1.0,
         restart_text: bool = False,
         caption_probe_weight: float = 0.0,
+        scheduled_sampling: float = 0.0,
+        motion_weight: float = 1.0,
     ) -> None:
         super().__init__()
         if not 0.0 <= text_dropout <= 1.0:
@@ -99,6 +135,10 @@ class WorldModelModule(ExportingModule):
                              f"{understanding_share}.")
         if caption_probe_weight < 0:
             raise ValueError(f"caption_probe_weight must be >= 0 (0 = off), got {caption_probe_weight}.")
+        if not 0.0 <= scheduled_sampling <= 1.0:
+            raise ValueError(f"scheduled_sampling must be a share in [0, 1] (0 = off), got {scheduled_sampling}.")
+        if motion_weight < 1.0:
+            raise ValueError(f"motion_weight must be >= 1 (1 = plain cross-entropy), got {motion_weight}.")
         if restart_text and not pretrained:
             raise ValueError("restart_text keeps a pretrained video trunk: give pretrained (a save_pretrained folder).")
         self.save_hyperparameters()
@@ -160,29 +200,36 @@ class WorldModelModule(ExportingModule):
         return ce, out.aux_loss
 
     def _step(self, batch: dict[str, Any], stage: str, step: int) -> torch.Tensor:
+        hp = self.hparams
         ids, targets = self._inputs(batch["codes"])
+        weights = motion_weights(batch["codes"], hp.motion_weight)  # (B, N)
         captions = list(batch["captions"])
         if stage == "train":
             captions = self._drop_captions(captions)
         rows = self._understanding_rows(batch, step)
         if rows:  # the other rows train generation
             keep = [i for i in range(ids.shape[0]) if i not in rows]
-            ids, targets, captions = ids[keep], targets[keep], [captions[i] for i in keep]
+            ids, targets, weights, captions = ids[keep], targets[keep], weights[keep], [captions[i] for i in keep]
         text = self.model.encode_text(*self.text_tokenizer.encode(captions))
+        if stage == "train" and hp.scheduled_sampling > 0:
+            generator = torch.Generator().manual_seed(hash((hp.seed, self.global_rank, step, 2)) % 2**63)
+            ids = scheduled_sampling_inputs(self.model, ids, text, hp.scheduled_sampling, generator)
         out = self.model(ids, text)
-        ce = F.cross_entropy(out.logits.float().flatten(0, 1), targets.flatten())
+        per_code = F.cross_entropy(out.logits.float().flatten(0, 1), targets.flatten(), reduction="none")  # (B*N,)
+        ce = per_code.mean()
+        weights = weights.flatten().to(per_code.device)
+        loss = ce if hp.motion_weight == 1.0 else (per_code * weights).sum() / weights.sum()
         aux = out.aux_loss
-        loss = ce
         bsz, sync = batch["codes"].shape[0], stage != "train"
         if rows:
             text_ce, text_aux = self._understanding_loss(batch, rows)
-            loss, aux = loss + self.hparams.text_weight * text_ce, aux + text_aux
+            loss, aux = loss + hp.text_weight * text_ce, aux + text_aux
             self.log(f"{stage}/text_ce", text_ce, prog_bar=True, sync_dist=sync, batch_size=len(rows))
         if self.caption_probe is not None:
             probe = caption_probe_loss(self.caption_probe, out.hidden_states, captions)
-            loss = loss + self.hparams.caption_probe_weight * probe
+            loss = loss + hp.caption_probe_weight * probe
             self.log(f"{stage}/caption_probe", probe, sync_dist=sync, batch_size=bsz)
-        loss = loss + self.hparams.aux_weight * aux
+        loss = loss + hp.aux_weight * aux
         self.log(f"{stage}/ce", ce, prog_bar=True, sync_dist=sync, batch_size=bsz)
         if stage == "val" and len(captions) > 1:
             self.log_dict(self._caption_use(ids, targets, captions, out.logits), sync_dist=True, batch_size=bsz)
