@@ -6,7 +6,8 @@
   (scenarios in turn): PhyWorld velocity error (world units/s) and the physics score of the model, of the
   copy-last-frame and constant-velocity baselines, of the tokenizer's reconstruction of the true episode
   (what a model predicting every code right would score: the tokenizer's floor), and the tracker floor (the
-  tracker's error on the simulator's own renders).
+  tracker's error on the simulator's own renders); velocity error is also split before / after each ball's first
+  bounce or collision (constant velocity is exact before it).
 - Object permanence (:mod:`worldmodel.evaluation.permanence`): share of checked rollout frames, and of
   rollouts, whose balls are exactly the true balls, per split and per scenario, for the model, the
   baselines and the tokenizer's reconstruction. Goals on test_id: >= 0.95 of frames, >= 0.80 of videos.
@@ -133,6 +134,9 @@ def main() -> None:
                 velocity = report["summary"].get("velocity_error")
                 errors[f"{split}/{kind}"] = velocity
                 results.append(_row(f"{split}_{kind}_velocity_error", velocity, "units/s"))
+                for part in ("before", "after"):  # before / after each ball's first bounce or collision
+                    results.append(_row(f"{split}_{kind}_velocity_error_{part}_event",
+                                        report["summary"].get(f"velocity_error_{part}"), "units/s"))
                 results.append(_row(f"{split}_{kind}_physics_score", report["score"], "score", higher=True))
                 kept = report["permanence"]
                 model_id = kind == "model" and split == "test_id"
