@@ -5,6 +5,7 @@ import torch
 
 from worldmodel.model import WorldModel
 from worldmodel.model.code_digits import CodeDigits, digit_one_hot
+from worldmodel.pretrained import load_pretrained
 from worldmodel.tokenizers.quantizers import FSQ
 from worldmodel.tokenizers.text import ByteTokenizer
 
@@ -53,3 +54,13 @@ def test_zero_tables_change_nothing_and_trained_ones_share_by_digit():
 def test_levels_must_multiply_to_the_codebook():
     with pytest.raises(ValueError, match="product is codebook_size 60"):
         WorldModel(**TINY, code_levels=[4, 4, 4])
+
+
+def test_a_saved_digit_model_loads_through_the_weights_check(tmp_path):
+    with torch.device("meta"):  # how check_weights_fit builds its shape-only model
+        shapes = WorldModel(**TINY, code_levels=[3, 5, 4])
+    assert torch.equal(shapes.code_digits.one_hot, digit_one_hot([3, 5, 4]))
+    model = WorldModel(**TINY, code_levels=[3, 5, 4])
+    model.save_pretrained(tmp_path / "wm")
+    loaded = load_pretrained(WorldModel, tmp_path / "wm")
+    assert torch.equal(loaded.code_digits.embed, model.code_digits.embed)

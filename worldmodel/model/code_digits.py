@@ -18,13 +18,14 @@ from torch import nn
 
 
 def digit_one_hot(levels: list[int]) -> torch.Tensor:
-    """`(prod(levels), sum(levels))` 0/1 matrix: row `k` marks the value of each digit of code `k`."""
-    levels_t = torch.tensor(levels, dtype=torch.long)
-    basis = torch.cumprod(torch.cat([torch.ones(1, dtype=torch.long), levels_t[:-1]]), dim=0)
-    codes = torch.arange(math.prod(levels))
-    digits = (codes[:, None] // basis) % levels_t  # (K, D)
-    offsets = torch.cumsum(torch.cat([torch.zeros(1, dtype=torch.long), levels_t[:-1]]), dim=0)  # (D,)
-    one_hot = torch.zeros(len(codes), int(levels_t.sum()))
+    """`(prod(levels), sum(levels))` 0/1 matrix: row `k` marks the value of each digit of code `k`. Built on the CPU
+    (also under a `torch.device("meta")` context, where a shape-only model is built to check saved weights)."""
+    cpu = torch.device("cpu")
+    basis = torch.tensor([math.prod(levels[:i]) for i in range(len(levels))], device=cpu)  # (D,)
+    offsets = torch.tensor([sum(levels[:i]) for i in range(len(levels))], device=cpu)  # (D,)
+    codes = torch.arange(math.prod(levels), device=cpu)
+    digits = (codes[:, None] // basis) % torch.tensor(levels, device=cpu)  # (K, D)
+    one_hot = torch.zeros(len(codes), sum(levels), device=cpu)
     one_hot[codes[:, None], digits + offsets] = 1.0
     return one_hot
 
