@@ -22,5 +22,20 @@ lint: install
 test: lint
 	$(PY) -m pytest -q --timeout=900
 
+# Every benchmark on one commit, then the README tables from the JSON files. data.py (worker-process scaling) runs
+# alone first; the rest run BENCH_JOBS at a time with BENCH_THREADS torch threads each, longest first
+# (`make bench BENCH_JOBS=2 BENCH_THREADS=1` on a 2-core box; -k: one failure does not stop the others). long_video_gpu.py skips itself without CUDA.
+BENCH_JOBS    ?= 1
+BENCH_THREADS ?= 2
+BENCHES       := default_model long_video understanding tokenizer serving moe attention generation evaluation \
+                 long_video_gpu
+BENCH_ARGS_understanding := --checkpoint stages/small
+BENCH_ARGS_generation    := --clock cpu
+
 bench: install
-	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
+	$(PY) benchmarks/data.py
+	$(MAKE) --no-print-directory -k -j$(BENCH_JOBS) $(addprefix bench-,$(BENCHES))
+	$(PY) benchmarks/readme_tables.py
+
+bench-%:
+	$(PY) benchmarks/$*.py $(if $(filter long_video_gpu,$*),,--threads $(BENCH_THREADS)) $(BENCH_ARGS_$*)

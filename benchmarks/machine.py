@@ -29,11 +29,14 @@ def machine_name() -> str:
 
 
 def current_commit() -> str:
-    """``git rev-parse HEAD`` of the repository, with ``-dirty`` when tracked files differ from it."""
+    """``git rev-parse HEAD`` of the repository, with ``-dirty`` when tracked files differ from it. The results
+    files and the README tables generated from them do not count: ``make bench`` rewrites them as it goes, and the
+    scripts that run after the first one still measure the committed code."""
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                               check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)benchmarks/results", ":(exclude)README.md"], cwd=ROOT,
                                capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
