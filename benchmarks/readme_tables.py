@@ -71,6 +71,12 @@ def _met(row: dict[str, Any]) -> str:
     return "met" if ok else "**missed**"
 
 
+def _short_commit(commit: str) -> str:
+    """The first 12 hex digits, keeping ``-dirty`` (figures measured on uncommitted code must say so)."""
+    head, dirty, _ = commit.partition("-dirty")
+    return head[:12] + (dirty and "-dirty")
+
+
 def render(name: str, results_dir: Path = RESULTS) -> str:
     """The markdown table of results file ``name`` (rows picked by :data:`TABLES`)."""
     path = results_dir / f"{name}.json"
@@ -81,7 +87,7 @@ def render(name: str, results_dir: Path = RESULTS) -> str:
     by_name = {row["name"]: row for row in data.get("results", [])}
     rows = [by_name[n] for n in pick if n in by_name] if pick else [r for r in by_name.values() if r.get("goal")
                                                                      is not None]
-    commits = {str(r.get("commit", data.get("commit", "not recorded")))[:12] for r in rows}
+    commits = {_short_commit(str(r.get("commit", data.get("commit", "not recorded")))) for r in rows}
     lines = [f"`benchmarks/results/{name}.json` ({data.get('machine', 'machine not recorded')}; "
              f"threads: {data.get('threads', '?')}; commit {', '.join(sorted(commits)) or 'n/a'})", "",
              "| measure | value | unit | goal | |", "|---|---|---|---|---|"]

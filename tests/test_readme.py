@@ -7,6 +7,7 @@ Reads text and JSON only (no torch): ``pytest -q tests/test_readme.py --noconfte
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 from pathlib import Path
 
@@ -68,3 +69,11 @@ def test_every_docs_page_is_linked_from_readme_and_its_links_exist():
         for link in LINK.findall(page.read_text(encoding="utf-8")):
             if "://" not in link:
                 assert (page.parent / link).resolve().is_file(), f"{page.name} links to missing {link}"
+
+
+def test_a_table_says_when_its_figures_were_measured_on_uncommitted_code(tmp_path):
+    row = {"name": "x", "value": 1.0, "unit": "s", "goal": 2.0, "higher_is_better": False}
+    (tmp_path / "t.json").write_text(json.dumps({"machine": "m", "threads": 1, "results": [
+        {**row, "commit": "a" * 40 + "-dirty"}, {**row, "name": "y", "commit": "b" * 40}]}))
+    table = _readme_tables().render("t", tmp_path)
+    assert f"commit {'a' * 12}-dirty, {'b' * 12})" in table
