@@ -1,4 +1,4 @@
-"""Multi-head latent attention: KV-cache bytes per token, layer speed vs standard MHA, training-step MFU.
+"""Multi-head latent attention: KV-cache bytes per token, layer speed vs MHA, FLOP utilisation vs a measured matmul.
 
     python benchmarks/attention.py [--batch 4] [--seq 1024] [--repeats 5] [--threads 2] [--quick]
 
@@ -173,7 +173,7 @@ def layer_rows(batch: int, seq: int, repeats: int, device: torch.device) -> list
 
 
 def mfu_rows(batch: int, seq: int, repeats: int, device: torch.device) -> list[dict]:
-    """Training-step MFU of the benchmark world model against a same-dtype matmul measured in this run."""
+    """Training-step FLOP utilisation of the benchmark world model against a same-dtype matmul measured in this run."""
     rows = []
     ids_text, mask = ByteTokenizer().encode([CAPTION] * batch)
     for dtype in (torch.bfloat16, torch.float32):

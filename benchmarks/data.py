@@ -6,7 +6,7 @@ Writes ``benchmarks/results/data.json``. Every ratio compares two runs of this s
 
 - ``simulate_render_eps_1w`` / ``_2w``: episodes/s of 17x64x64 simulated and rendered on the fly
   (``SimulatedDataset`` through a DataLoader with 0 or 2 worker processes, frames returned to the main
-  process as a training loop would get them). Goal (issue 2): >= 100 episodes/s on 2 cores.
+  process as a training loop would get them). Goal: >= 100 episodes/s on 2 cores.
 - ``generate_eps_1w`` / ``_2w``: ``generate_dataset`` into a fresh folder (simulate, render, FFV1 encode,
   annotation JSON, manifest), 1 and 2 worker processes.
 - ``load_clips_decord`` / ``load_clips_pyav``: ``PhysicsVideoDataset`` items/s with each backend, one process.

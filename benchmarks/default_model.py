@@ -1,4 +1,4 @@
-"""The shipped default, scored the way issue 7's results table asks, on held-out simulator episodes.
+"""The shipped default, scored on held-out simulator episodes: physics, permanence, text adherence, FVD.
 
     python benchmarks/default_model.py [--episodes 100] [--prompts 200] [--fvd-clips 16] [--threads 2] [--quick]
 

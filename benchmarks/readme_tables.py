@@ -1,16 +1,19 @@
-"""README tables generated from ``benchmarks/results/*.json``: the JSON files are the one source of every figure.
+"""README and docs tables generated from ``benchmarks/results/*.json``: the JSON files are the one source of every
+figure.
 
-README.md marks each generated table with ``<!-- results:NAME -->`` ... ``<!-- /results -->``; ``NAME`` is a
-results file and the table lists the rows :data:`TABLES` picks from it (every row with a goal, when no pick is
-given), with their value, unit, goal and commit.
+README.md and the docs pages mark each generated table with ``<!-- results:NAME -->`` ... ``<!-- /results -->``;
+``NAME`` is a results file and the table lists the rows :data:`TABLES` picks from it (every row with a goal, when
+no pick is given), with their value, unit, goal and commit. ``<!-- results:NAME PATTERN ... -->`` lists instead the
+rows whose name matches one of the shell-style patterns (``mod_*``), in file order.
 
-    python benchmarks/readme_tables.py          # rewrite the tables in README.md
-    python benchmarks/readme_tables.py --check  # exit 1 when README.md and the JSON files disagree (a test runs this)
+    python benchmarks/readme_tables.py          # rewrite the tables in README.md and docs/*.md
+    python benchmarks/readme_tables.py --check  # exit 1 when a page and the JSON files disagree (a test runs this)
 """
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import math
 import re
@@ -21,7 +24,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 README = ROOT / "README.md"
-BLOCK = re.compile(r"(<!-- results:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /results -->)", re.DOTALL)
+BLOCK = re.compile(r"(<!-- results:(?P<name>[\w-]+)(?P<pick>(?: [\w*?-]+)*) -->\n)(?P<body>.*?)(<!-- /results -->)",
+                   re.DOTALL)
 
 # rows shown per results file (None: every row that has a goal)
 TABLES: dict[str, list[str] | None] = {
@@ -77,16 +81,21 @@ def _short_commit(commit: str) -> str:
     return head[:12] + (dirty and "-dirty")
 
 
-def render(name: str, results_dir: Path = RESULTS) -> str:
-    """The markdown table of results file ``name`` (rows picked by :data:`TABLES`)."""
+def render(name: str, results_dir: Path = RESULTS, patterns: list[str] | None = None) -> str:
+    """The markdown table of results file ``name``: the rows matching ``patterns``, else those :data:`TABLES`
+    picks."""
     path = results_dir / f"{name}.json"
     if not path.is_file():
         return f"_no results yet: run `python benchmarks/{name}.py`_\n"
     data = json.loads(path.read_text(encoding="utf-8"))
     pick = TABLES.get(name)
     by_name = {row["name"]: row for row in data.get("results", [])}
-    rows = [by_name[n] for n in pick if n in by_name] if pick else [r for r in by_name.values() if r.get("goal")
-                                                                     is not None]
+    if patterns:
+        rows = [r for r in by_name.values() if any(fnmatch.fnmatchcase(r["name"], p) for p in patterns)]
+    elif pick:
+        rows = [by_name[n] for n in pick if n in by_name]
+    else:
+        rows = [r for r in by_name.values() if r.get("goal") is not None]
     commits = {_short_commit(str(r.get("commit", data.get("commit", "not recorded")))) for r in rows}
     lines = [f"`benchmarks/results/{name}.json` ({data.get('machine', 'machine not recorded')}; "
              f"threads: {data.get('threads', '?')}; commit {', '.join(sorted(commits)) or 'n/a'})", "",
@@ -98,25 +107,35 @@ def render(name: str, results_dir: Path = RESULTS) -> str:
 
 def update(text: str, results_dir: Path = RESULTS) -> str:
     """``text`` with every marked block replaced by its rendered table."""
-    return BLOCK.sub(lambda m: m.group(1) + render(m.group("name"), results_dir) + m.group(4), text)
+    return BLOCK.sub(lambda m: m.group(1) + render(m.group("name"), results_dir, m.group("pick").split())
+                     + m.group(5), text)
+
+
+def pages() -> list[Path]:
+    """The pages whose marked tables this script writes: README.md and every docs page."""
+    return [README, *sorted((ROOT / "docs").glob("*.md"))]
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Rewrite README.md's tables, or with ``--check`` report whether they are current."""
+    """Rewrite the pages' tables, or with ``--check`` report whether they are current."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if README.md's tables are out of date")
+    parser.add_argument("--check", action="store_true", help="exit 1 if a page's tables are out of date")
     args = parser.parse_args(argv)
-    text = README.read_text(encoding="utf-8")
-    new = update(text)
-    if args.check:
-        if new != text:
-            print("README.md tables differ from benchmarks/results/*.json: run python benchmarks/readme_tables.py")
-            return 1
-        return 0
-    if new != text:
-        from worldmodel.io import write_text_atomic
+    stale = []
+    for page in pages():
+        text = page.read_text(encoding="utf-8")
+        new = update(text)
+        if new == text:
+            continue
+        stale.append(page.relative_to(ROOT).as_posix())
+        if not args.check:
+            from worldmodel.io import write_text_atomic
 
-        write_text_atomic(README, new)
+            write_text_atomic(page, new)
+    if args.check and stale:
+        print(f"tables in {', '.join(stale)} differ from benchmarks/results/*.json: run python "
+              "benchmarks/readme_tables.py")
+        return 1
     return 0
 
 

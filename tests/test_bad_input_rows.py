@@ -1,4 +1,4 @@
-"""Issue 22's bad-input rows outside the generation CLI: one sentence naming the input, exit code 2, nothing written."""
+"""Bad input outside the generation CLI: one sentence naming the input, exit code 2, nothing written."""
 
 import json
 import os

@@ -1,4 +1,4 @@
-"""Issue 22's bad-input rows for ``generate`` / ``rollout`` and pipeline folders: exit code 2, one sentence, no work."""
+"""Bad input to ``generate`` / ``rollout`` and pipeline folders: exit code 2, one sentence, no work."""
 
 import json
 import os
