@@ -34,3 +34,17 @@ def test_matches_the_softmax_reference(n_keys, n_queries, hidden):
     out = dense_causal_attention(q, k, v, offset, key_valid=valid)
     assert out.shape == (2, 3, n_queries, 8)
     torch.testing.assert_close(out, _reference(q, k, v, offset, valid), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("hidden", [False, True])
+def test_routed_queries_at_per_row_positions_equal_those_rows_of_the_full_product(hidden):
+    g = torch.Generator().manual_seed(1)
+    q = torch.randn(2, 3, 40, 16, generator=g)
+    k = torch.randn(2, 3, 40, 16, generator=g)
+    v = torch.randn(2, 3, 40, 8, generator=g)
+    valid = torch.rand(2, 40, generator=g) < 0.6 if hidden else None
+    picked = torch.stack([torch.randperm(40, generator=g)[:33].sort().values for _ in range(2)])  # (B, 33)
+    rows = picked[:, None, :, None]
+    out = dense_causal_attention(q.gather(2, rows.expand(-1, 3, -1, 16)), k, v, key_valid=valid, query_pos=picked)
+    full = _reference(q, k, v, 0, valid)
+    torch.testing.assert_close(out, full.gather(2, rows.expand(-1, 3, -1, 8)), atol=1e-5, rtol=1e-5)

@@ -1,5 +1,7 @@
 """VideoTokenizer: shapes, causality, save/load, input validation (tiny random models, CPU)."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -206,3 +208,15 @@ def test_training_crops_are_random_windows_of_the_clip() -> None:
         assert torch.equal(crop[b], x[b, :, start:start + 5, top:top + 8, left:left + 8])
     with pytest.raises(ValueError, match="not divisible"):
         TokenizerModule(channels=[8, 8, 8], fsq_levels=[4, 4], train_crop=12)
+
+
+def test_video_psnr_is_per_video_and_matches_its_definition() -> None:
+    from worldmodel.training.tokenizer_module import video_psnr, video_psnr_ssim
+
+    target = torch.zeros(2, 3, 2, 16, 16)  # [-1, 1] range: 0 is mid-grey
+    prediction = target.clone()
+    prediction[0] += 0.2  # error 0.1 in [0, 1] units: MSE 0.01, PSNR 20 dB
+    prediction[1] += 2.0  # clamped to 1: error 0.5, MSE 0.25, PSNR ~6.02 dB
+    psnr = video_psnr(prediction, target)
+    assert torch.allclose(psnr, torch.tensor([20.0, 10 * math.log10(4.0)]), atol=1e-4)
+    assert torch.equal(video_psnr_ssim(prediction, target)[0], psnr)

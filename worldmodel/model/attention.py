@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from .cache import KVCache, SparseKVCache
-from .dense_attention import dense_causal_attention, sdpa, visible_keys
+from .dense_attention import dense_causal_attention
 from .rope import apply_rope
 from .sparse_attention import block_sparse_attention
 
@@ -137,8 +137,8 @@ class MultiHeadLatentAttention(nn.Module):
             if query_index is not None:
                 out = out.gather(2, query_index[:, None, :, None].expand(-1, self.n_heads, -1, out.shape[-1]))
         elif subset or key_valid is not None:
-            q_pos = offset + (query_index if subset else torch.arange(n, device=x.device))  # (B, k) or (N,)
-            out = sdpa(q, k, v, visible_keys(q_pos, s, key_valid), self.scale)  # (B, H, k or N, dv)
+            q_pos = offset + query_index if subset else None  # (B, k): the routed tokens' positions
+            out = dense_causal_attention(q, k, v, offset, self.scale, key_valid, q_pos)  # (B, H, k or N, dv)
         else:
             out = self.attention_product(q, k, v, offset, self.scale)  # (B, H, N, dv)
         return self.wo(out.transpose(1, 2).reshape(bsz, out.shape[2], -1))  # (B, N or k, D)

@@ -1,9 +1,9 @@
 """Dense causal softmax attention: the product that dense MLA runs, and the reference for block-sparse attention.
 
 `dense_causal_attention` is the one entry point: queries are the last positions of the key sequence (bottom-right
-aligned, as in a KV-cached decoding step), and `key_valid` hides keys (Mixture-of-Depths: tokens that skipped a
-layer). `sdpa` and `visible_keys` are its two building blocks, also used by MLA for routed (per-row) query
-positions and by the block-sparse path.
+aligned, as in a KV-cached decoding step) or sit at given per-row positions, and `key_valid` hides keys
+(Mixture-of-Depths: tokens that skipped a layer). `sdpa` and `visible_keys` are its two building blocks, also used
+by the block-sparse path.
 """
 
 from __future__ import annotations
@@ -48,16 +48,19 @@ def dense_causal_attention(
     q_offset: int = 0,
     scale: float | None = None,
     key_valid: torch.Tensor | None = None,
+    query_pos: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Causal softmax attention; query i sits at sequence position `q_offset + i` and sees keys 0..q_offset+i.
 
     q (B, H, M, dk), k (B, H, S, dk), v (B, H, S, dv) with S = q_offset + M  ->  (B, H, M, dv). `scale` defaults to
-    `1 / sqrt(dk)`; `key_valid (B, S)` hides the keys marked False from every query but their own.
+    `1 / sqrt(dk)`; `key_valid (B, S)` hides the keys marked False from every query but their own; `query_pos
+    (B, M)` places the queries per row instead (Mixture-of-Depths: only the routed tokens query, `q_offset` unused).
     """
     m, s = q.shape[2], k.shape[2]
-    if key_valid is None and q_offset == 0 and m == s:
+    if query_pos is None and key_valid is None and q_offset == 0 and m == s:
         return sdpa(q, k, v, None, scale)
-    if key_valid is None and m == 1:  # one decoding query sees every key
+    if query_pos is None and key_valid is None and m == 1:  # one decoding query sees every key
         return F.scaled_dot_product_attention(q, k, v, scale=scale)
-    query_pos = torch.arange(q_offset, q_offset + m, device=q.device)
+    if query_pos is None:
+        query_pos = torch.arange(q_offset, q_offset + m, device=q.device)
     return sdpa(q, k, v, visible_keys(query_pos, s, key_valid), scale)  # (B, H, M, dv)

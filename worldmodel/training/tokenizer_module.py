@@ -53,15 +53,23 @@ def foreground_weights(target: torch.Tensor, weight: float, threshold: float = 0
     return 1.0 + weight * mask
 
 
+def _unit_range(prediction: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return (prediction.float().clamp(-1, 1) + 1) / 2, (target.float() + 1) / 2
+
+
+def video_psnr(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-video PSNR (dB) of ``(B, 3, T, H, W)`` videos in [-1, 1] (the prediction clamped to it): ``(B,)``."""
+    pred, real = _unit_range(prediction, target)
+    return peak_signal_noise_ratio(pred, real, data_range=1.0, reduction="none", dim=(1, 2, 3, 4))
+
+
 def video_psnr_ssim(prediction: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-video PSNR (dB) and mean per-frame SSIM of ``(B, 3, T, H, W)`` videos in [-1, 1]: two ``(B,)`` tensors."""
-    pred = (prediction.float().clamp(-1, 1) + 1) / 2
-    real = (target.float() + 1) / 2
-    psnr = peak_signal_noise_ratio(pred, real, data_range=1.0, reduction="none", dim=(1, 2, 3, 4))
+    pred, real = _unit_range(prediction, target)
     b, c, t, h, w = pred.shape
     frames = (pred.transpose(1, 2).reshape(b * t, c, h, w), real.transpose(1, 2).reshape(b * t, c, h, w))
     ssim = structural_similarity_index_measure(*frames, data_range=1.0, reduction="none")  # (B * T,)
-    return psnr, ssim.view(b, t).mean(1)
+    return video_psnr(prediction, target), ssim.view(b, t).mean(1)
 
 
 class TokenizerModule(ExportingModule):
@@ -148,7 +156,7 @@ class TokenizerModule(ExportingModule):
         loss = (hp.l1_weight * l1 + hp.l2_weight * l2 + hp.gradient_weight * grad
                 + hp.quantizer_weight * out.quantizer_loss)
         with torch.no_grad():
-            psnr = 10 * torch.log10(4.0 / F.mse_loss(rec.clamp(-1, 1), x).clamp_min(1e-10))
+            psnr = video_psnr(rec, x).mean()
         self.log_dict({f"{stage}/loss": loss, f"{stage}/l1": l1, f"{stage}/l2": l2, f"{stage}/gradient": grad,
                        f"{stage}/quantizer_loss": out.quantizer_loss, f"{stage}/usage": out.usage,
                        f"{stage}/perplexity": out.perplexity},
