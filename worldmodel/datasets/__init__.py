@@ -17,6 +17,7 @@ _LAZY = {
     "PhysicsVideoDataset": "worldmodel.datasets.physics",
     "SimulatedDataset": "worldmodel.datasets.physics",
     "collate_clips": "worldmodel.datasets.physics",
+    "TokenDataModule": "worldmodel.datasets.tokens",
 }
 
 __all__ = ["SCENARIOS", "SPLITS", "Episode", "generate_dataset", "read_manifest", "simulate", *_LAZY]
