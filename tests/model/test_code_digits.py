@@ -59,7 +59,7 @@ def test_levels_must_multiply_to_the_codebook():
 def test_a_saved_digit_model_loads_through_the_weights_check(tmp_path):
     with torch.device("meta"):  # how check_weights_fit builds its shape-only model
         shapes = WorldModel(**TINY, code_levels=[3, 5, 4])
-    assert torch.equal(shapes.code_digits.one_hot, digit_one_hot([3, 5, 4]))
+    assert torch.equal(shapes.code_digits.table, digit_one_hot([3, 5, 4]))
     model = WorldModel(**TINY, code_levels=[3, 5, 4])
     model.save_pretrained(tmp_path / "wm")
     loaded = load_pretrained(WorldModel, tmp_path / "wm")

@@ -30,21 +30,32 @@ def digit_one_hot(levels: list[int]) -> torch.Tensor:
     return one_hot
 
 
-class CodeDigits(nn.Module):
-    """Per-digit embedding and head tables for the codes of an FSQ codebook with `levels` (zero at init)."""
+class CodeTerms(nn.Module):
+    """Terms added to the code embedding and the code head from a fixed per-code table `(K, F)`: a code's extra
+    embedding is `table[code] @ embed`, its extra logit `(h @ head^T) . table[code]`. Subclasses register the table
+    as the buffer `table`; `embed` and `head` `(F, D)` start at zero."""
 
-    def __init__(self, levels: list[int], d_model: int) -> None:
+    table: torch.Tensor
+
+    def __init__(self, n_columns: int, d_model: int) -> None:
         super().__init__()
-        self.register_buffer("one_hot", digit_one_hot(levels), persistent=False)  # (K, sum(levels))
-        self.embed = nn.Parameter(torch.zeros(sum(levels), d_model))
-        self.head = nn.Parameter(torch.zeros(sum(levels), d_model))
+        self.embed = nn.Parameter(torch.zeros(n_columns, d_model))
+        self.head = nn.Parameter(torch.zeros(n_columns, d_model))
 
     def embed_codes(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """`input_ids (B, N)` -> the sum of each code's digit embeddings `(B, N, D)`; zero for BOS and text ids."""
-        codes = self.one_hot.shape[0]
-        rows = self.one_hot[input_ids.clamp(max=codes - 1)] * (input_ids < codes)[..., None]  # (B, N, sum(levels))
+        """`input_ids (B, N)` -> each code's table row times `embed`, `(B, N, D)`; zero for BOS and text ids."""
+        codes = self.table.shape[0]
+        rows = self.table[input_ids.clamp(max=codes - 1)] * (input_ids < codes)[..., None]  # (B, N, F)
         return rows.to(self.embed.dtype) @ self.embed
 
     def code_logits(self, h: torch.Tensor) -> torch.Tensor:
-        """Hidden states `h (B, N, D)` -> each code's summed digit logits `(B, N, K)`, added to the code head's."""
-        return (h @ self.head.t().to(h.dtype)) @ self.one_hot.t().to(h.dtype)
+        """Hidden states `h (B, N, D)` -> each code's extra logit `(B, N, K)`, added to the code head's."""
+        return (h @ self.head.t().to(h.dtype)) @ self.table.t().to(h.dtype)
+
+
+class CodeDigits(CodeTerms):
+    """Per-digit embedding and head tables for the codes of an FSQ codebook with `levels` (zero at init)."""
+
+    def __init__(self, levels: list[int], d_model: int) -> None:
+        super().__init__(sum(levels), d_model)
+        self.register_buffer("table", digit_one_hot(levels), persistent=False)  # (K, sum(levels))

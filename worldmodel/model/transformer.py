@@ -24,6 +24,7 @@ from .block import Block
 from .bridge import GatedCrossAttention, TextContext
 from .cache import KVCache, SparseKVCache
 from .code_digits import CodeDigits
+from .code_features import CodeFeatures
 from .depth_router import DepthRouter
 from .ffn import FeedForward
 from .moe import Experts, MoE
@@ -77,7 +78,8 @@ class WorldModel(LocalPretrained, ModelMixin, ConfigMixin):
     `max_seq_len` grows by `max_answer_len + 1` (TXT and the answer bytes). Off, the model is exactly as without.
     `text_center=True` centres each prompt's text states before the encoder's final norm (text_encoder.py);
     `bridge_qk_norm=True` normalises the bridges' queries and keys (bridge.py). `code_levels` (the tokenizer's FSQ
-    levels) adds digit-factorised terms to the code embedding and head (code_digits.py).
+    levels) adds digit-factorised terms to the code embedding and head (code_digits.py); `code_feature_dim > 0` adds
+    projections of a per-code table of what the tokenizer's decoder draws for each code (code_features.py).
     """
 
     config_name = "config.json"
@@ -132,6 +134,7 @@ class WorldModel(LocalPretrained, ModelMixin, ConfigMixin):
         text_output: bool = False,
         code_levels: list[int] | None = None,
         max_answer_len: int = 0,
+        code_feature_dim: int = 0,
     ) -> None:
         super().__init__()
         self._validate_config()
@@ -165,6 +168,7 @@ class WorldModel(LocalPretrained, ModelMixin, ConfigMixin):
         self.text_head = nn.Linear(d_model, BYTE_CLASSES, bias=False) if text_output else None
         self.apply(self._init_weights)
         self.code_digits = CodeDigits(code_levels, d_model) if code_levels else None  # zero at init
+        self.code_features = CodeFeatures(codebook_size, code_feature_dim, d_model) if code_feature_dim else None
 
     def _validate_config(self) -> None:
         """Raise one clear ValueError for an inconsistent configuration."""
@@ -189,6 +193,8 @@ class WorldModel(LocalPretrained, ModelMixin, ConfigMixin):
         if c.code_levels and (min(c.code_levels) < 2 or math.prod(c.code_levels) != c.codebook_size):
             raise ValueError(f"code_levels must be FSQ levels (each >= 2) whose product is codebook_size "
                              f"{c.codebook_size}, got {c.code_levels}.")
+        if c.code_feature_dim < 0:
+            raise ValueError(f"code_feature_dim must be >= 0 (0: no code features), got {c.code_feature_dim}.")
         if c.text_output and c.max_answer_len < 1:
             raise ValueError(f"text_output needs max_answer_len >= 1 (answer bytes per sequence), got "
                              f"{c.max_answer_len}.")
@@ -312,8 +318,9 @@ class WorldModel(LocalPretrained, ModelMixin, ConfigMixin):
                 f"{self.max_seq_len} = latent_frames*latent_height*latent_width + 1 (+ max_answer_len + 1 with text)."
             )
         x = self.embed(input_ids)  # (B, N, D)
-        if self.code_digits is not None:
-            x = x + self.code_digits.embed_codes(input_ids)
+        for terms in (self.code_digits, self.code_features):
+            if terms is not None:
+                x = x + terms.embed_codes(input_ids)
         if text_start is None:
             cos, sin = self.rope(start, n, input_ids.device)  # (N, dr) each
         else:  # per row: video grid before TXT, text positions from it on
@@ -331,8 +338,9 @@ class WorldModel(LocalPretrained, ModelMixin, ConfigMixin):
             cache.advance(input_ids.shape[1])
         h = self.norm(x)  # (B, N, D)
         logits = self.lm_head(h)  # (B, N, V)
-        if self.code_digits is not None:
-            logits = logits + self.code_digits.code_logits(h)
+        for terms in (self.code_digits, self.code_features):
+            if terms is not None:
+                logits = logits + terms.code_logits(h)
         text_logits = self.text_head(h) if self.text_head is not None else None  # (B, N, 257)
         return WorldModelOutput(logits=logits, aux_loss=aux, stats=stats, text_logits=text_logits, hidden_states=h)
 
