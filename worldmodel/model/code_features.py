@@ -57,8 +57,10 @@ def _view_features(diff: torch.Tensor, rgb: torch.Tensor, patch: int) -> torch.T
 def decoder_code_features(tokenizer: Any, background: tuple[int, int, int], batch_size: int = 256,
                           standardise: bool = True) -> torch.Tensor:
     """`(codebook_size, feature_count(...))` features of every code of `tokenizer` (a `VideoTokenizer`), each code
-    decoded alone on a `background`-coloured canvas. Columns are standardised over the codes (mean 0, std 1)
-    unless `standardise` is False."""
+    decoded alone on a `background`-coloured canvas. Unless `standardise` is False, columns are standardised over
+    the codes, clipped to 3 standard deviations and divided by the number of columns: Adam moves every entry of the
+    projections by about the learning rate per step, so a row summing to about as much as one embedding row keeps
+    a fine-tune's first steps from swinging every logit (unscaled, three steps moved them by up to 17)."""
     tc = tokenizer.config.temporal_compression
     patch = tokenizer.config.spatial_compression
     size, centre = GRID * patch, GRID // 2
@@ -83,5 +85,5 @@ def decoder_code_features(tokenizer: Any, background: tuple[int, int, int], batc
         rows.append(torch.cat([*per_view, latent.float().cpu().flatten(1)], 1))
     table = torch.cat(rows)  # (K, F)
     if standardise:
-        table = (table - table.mean(0)) / table.std(0).clamp_min(1e-6)
+        table = ((table - table.mean(0)) / table.std(0).clamp_min(1e-6)).clamp(-3, 3) / table.shape[1]
     return table
