@@ -96,7 +96,7 @@ BASELINES = ("copy_last", "constant_velocity")
 # `val` episodes and captions (never on the test splits): greedy rollouts had the lowest velocity error (2.09 vs
 # 3.01 units/s at temperature 1); guidance 3 with top-k 5 the highest text adherence (56 % vs 41 % without top-k,
 # 18 % at top-k 2, 0 % greedy). Decoding is plain (no speculation): with the shipped pair both exact speculative
-# modes are slower (benchmarks/generation.py: 0.75x with the draft model, 0.80x with frame copying).
+# modes are no faster (benchmarks/generation.py: 0.74x-1.04x with the draft model, 0.80x-1.06x with frame copying).
 
 
 def write_text_to_video(t2v: Any, records: list[dict[str, Any]], data: Path, out: Path, seed: int = 0,

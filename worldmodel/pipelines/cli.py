@@ -31,7 +31,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--speculative", nargs="?", const="draft", default=False, choices=("draft", "frame"),
                         help="speculative decoding, same distribution: 'draft' (the default) proposes with the "
                              "checkpoint's draft model, 'frame' copies the previous latent frame's codes; measured "
-                             "SLOWER with the packaged default (0.74x and 0.85x of plain decoding, "
+                             "NO FASTER with the packaged default (0.74x to 1.06x of plain decoding over runs, "
                              "benchmarks/results/generation.json)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--batch-invariant", action="store_true",
