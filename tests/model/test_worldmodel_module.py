@@ -14,10 +14,12 @@ from safetensors.torch import save_file
 
 from worldmodel.datasets.tokens import TokenDataModule
 from worldmodel.model import WorldModel
+from worldmodel.training.common import adamw_warmup_cosine
 from worldmodel.training.export import export_checkpoint
 from worldmodel.training.worldmodel_module import (
     WorldModelModule,
     caption_probe_loss,
+    feature_regression_loss,
     motion_weights,
     scheduled_sampling_inputs,
 )
@@ -154,6 +156,44 @@ def test_caption_probe_targets_the_named_colours_and_trains_the_text_pathway():
     with pytest.raises(ValueError, match="caption_probe_weight"):
         WorldModelModule(model_config=TINY, caption_probe_weight=-1.0)
     assert "caption_probe" not in dict(module.model.named_modules())  # training-only, not exported
+
+
+def test_feature_regression_targets_standardised_rows_and_features_get_their_own_learning_rate():
+    torch.manual_seed(0)
+    table = torch.randn(TINY["codebook_size"], 3) * torch.tensor([1.0, 5.0, 0.1]) + 2.0  # (K, F)
+    head = torch.nn.Linear(TINY["d_model"], 3)
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.zero_()
+    targets = torch.tensor([[0, 1], [2, 3]])
+    wanted = (table[targets] - table.mean(0)) / table.std(0)
+    loss = feature_regression_loss(head, torch.zeros(2, 2, TINY["d_model"]), targets, table)
+    assert torch.allclose(loss, wanted.pow(2).mean())  # every column counts in its own standard deviations
+    with torch.no_grad():
+        head.bias.copy_(wanted[0, 0])
+    assert feature_regression_loss(head, torch.zeros(1, 1, TINY["d_model"]), targets[:1, :1], table) < 1e-10
+
+    config = {**TINY, "code_feature_dim": 3}
+    module = WorldModelModule(model_config=config, lr=1e-3, feature_regression_weight=0.5, feature_lr_scale=10.0)
+    with torch.no_grad():
+        module.model.code_features.table.copy_(table)
+    codes = torch.randint(0, TINY["codebook_size"], (2, 2, 2, 3))
+    module._step({"codes": codes, "captions": ["a", "b"]}, "val", 0).backward()
+    params = dict(module.named_parameters())
+    trunk = next(p for name, p in params.items() if name.startswith("model.") and "code_features" not in name)
+    assert module.feature_head.weight.grad.any() and trunk.grad.any()
+    assert "feature_head" not in dict(module.model.named_modules())  # training-only, not exported
+    optimizer = adamw_warmup_cosine(module, 10, 1e-3, 0.1, (0.9, 0.95), 1, 0.1, module.lr_scales())["optimizer"]
+    rates = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
+    features = module.model.code_features
+    assert rates[id(features.embed)] == rates[id(features.head)] == pytest.approx(1e-2)
+    assert rates[id(trunk)] == pytest.approx(1e-3)
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(module.parameters()))
+    assert [g["weight_decay"] for g in optimizer.param_groups][0] == 0.1  # decayed groups first, as checkpoints saved
+    with pytest.raises(ValueError, match="code features"):
+        WorldModelModule(model_config=TINY, feature_regression_weight=0.5)
+    with pytest.raises(ValueError, match="feature_lr_scale"):
+        WorldModelModule(model_config=config, feature_lr_scale=0.0)
 
 
 def test_inputs_are_bos_then_shifted_codes_and_text_dropout_is_seeded():

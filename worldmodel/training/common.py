@@ -14,14 +14,25 @@ from torch import nn
 from worldmodel.io import replace_dir
 
 
+def _group_order(item: tuple[tuple[bool, float], Any]) -> tuple[bool, float]:
+    """Decayed parameters first, then by learning-rate factor (the order checkpoints of one group each saved)."""
+    (decay, scale), _ = item
+    return not decay, scale
+
+
 def adamw_warmup_cosine(module: nn.Module, total_steps: int, lr: float, weight_decay: float,
-                        betas: tuple[float, float], warmup_steps: int, min_lr_ratio: float) -> dict[str, Any]:
+                        betas: tuple[float, float], warmup_steps: int, min_lr_ratio: float,
+                        lr_scales: dict[str, float] | None = None) -> dict[str, Any]:
     """AdamW (no weight decay on vectors: norms, biases) with linear warmup then cosine decay to
-    ``min_lr_ratio * lr``, stepped per batch; the ``configure_optimizers`` return value."""
-    decay = [p for p in module.parameters() if p.ndim > 1]
-    no_decay = [p for p in module.parameters() if p.ndim <= 1]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=tuple(betas))
+    ``min_lr_ratio * lr``, stepped per batch; the ``configure_optimizers`` return value. ``lr_scales`` maps a
+    parameter-name prefix to a factor on ``lr`` for the parameters under it (the first matching prefix counts)."""
+    groups: dict[tuple[bool, float], list[nn.Parameter]] = {}
+    for name, param in module.named_parameters():
+        scale = next((f for prefix, f in (lr_scales or {}).items() if name.startswith(prefix)), 1.0)
+        groups.setdefault((param.ndim > 1, scale), []).append(param)
+    ordered = sorted(groups.items(), key=_group_order)
+    optimizer = torch.optim.AdamW([{"params": params, "weight_decay": weight_decay if decay else 0.0, "lr": lr * scale}
+                                   for (decay, scale), params in ordered], lr=lr, betas=tuple(betas))
     total = max(1, int(total_steps))
     warmup = min(warmup_steps, total // 2)
 
@@ -77,4 +88,8 @@ class ExportingModule(L.LightningModule):
         """AdamW (no weight decay on vectors) with linear warmup and cosine decay, stepped per batch."""
         hp = self.hparams
         return adamw_warmup_cosine(self, self.trainer.estimated_stepping_batches, hp.lr, hp.weight_decay,
-                                   tuple(hp.betas), hp.warmup_steps, hp.min_lr_ratio)
+                                   tuple(hp.betas), hp.warmup_steps, hp.min_lr_ratio, self.lr_scales())
+
+    def lr_scales(self) -> dict[str, float]:
+        """Parameter-name prefix -> factor on ``lr`` (none here; subclasses may give some parameters their own)."""
+        return {}

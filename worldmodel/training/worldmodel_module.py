@@ -20,6 +20,15 @@ word must travel from the caption to every code position; without it the small t
 read a caption's scenario and count but not its colour (docs/world-model.md). The probe is training-only: it is
 not part of the exported world model.
 
+Code-feature regression (`feature_regression_weight > 0`, a world model with decoder code features,
+`worldmodel/model/code_features.py`): a linear head on the final hidden state of every generation position predicts
+the feature row of the code at that position (standardised: where the decoder draws the ball in its patch, how it
+moves, its colour), by mean squared error. Cross-entropy scores a code one patch-pixel off as wrong as any other;
+this target rewards the near miss, so the trunk has to carry where the ball will be as a number it can extrapolate.
+Training-only, like the caption probe. `feature_lr_scale` multiplies the learning rate of the code-feature
+projections (`model.code_features.*`): added at zero to a trained model, at the trunk's rate they stayed a few
+percent of the code embedding (docs/world-model.md, stage 6).
+
 Against rollout drift (two options, off by default; docs/world-model.md, stage 5):
 - `scheduled_sampling > 0` (parallel scheduled sampling, Duckworth et al. 2019): a no-grad forward in eval mode
   predicts every code greedily (as rollouts decode), and that share of the generation rows' input codes is replaced
@@ -60,6 +69,15 @@ def caption_probe_loss(probe: nn.Module, hidden: torch.Tensor, captions: list[st
     per_row = -(targets[:, None] * F.log_softmax(logits, dim=-1)).sum(-1).mean(1)  # (B,)
     keep = (named > 0).to(hidden.device, per_row.dtype)
     return (per_row * keep).sum() / keep.sum().clamp_min(1.0)
+
+
+def feature_regression_loss(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor,
+                            table: torch.Tensor) -> torch.Tensor:
+    """Mean squared error of `head` (D -> F) at every position of `hidden (B, N, D)` against `table (K, F)` rows of
+    the target codes `targets (B, N)` (each column standardised over the codes, so every feature weighs alike)."""
+    scale = table.std(0).clamp_min(1e-6)  # (F,)
+    wanted = (table[targets] - table.mean(0)) / scale  # (B, N, F)
+    return F.mse_loss(head(hidden.float()), wanted.float())
 
 
 def motion_weights(codes: torch.Tensor, weight: float) -> torch.Tensor:
@@ -105,6 +123,9 @@ class WorldModelModule(ExportingModule):
         scheduled_sampling: share of generation input codes replaced by the model's own greedy predictions in
             training (module docstring; 0 = off).
         motion_weight: loss weight of codes that changed since the previous latent frame (module docstring; 1 = off).
+        feature_regression_weight: weight of the code-feature regression loss (module docstring; 0 = off; needs a
+            world model with `code_feature_dim`).
+        feature_lr_scale: factor on `lr` for the code-feature projections (module docstring; 1 = the trunk's).
     """
 
     def __init__(
@@ -126,6 +147,8 @@ class WorldModelModule(ExportingModule):
         caption_probe_weight: float = 0.0,
         scheduled_sampling: float = 0.0,
         motion_weight: float = 1.0,
+        feature_regression_weight: float = 0.0,
+        feature_lr_scale: float = 1.0,
     ) -> None:
         super().__init__()
         if not 0.0 <= text_dropout <= 1.0:
@@ -139,6 +162,9 @@ class WorldModelModule(ExportingModule):
             raise ValueError(f"scheduled_sampling must be a share in [0, 1] (0 = off), got {scheduled_sampling}.")
         if motion_weight < 1.0:
             raise ValueError(f"motion_weight must be >= 1 (1 = plain cross-entropy), got {motion_weight}.")
+        if feature_regression_weight < 0 or feature_lr_scale <= 0:
+            raise ValueError(f"feature_regression_weight must be >= 0 (0 = off) and feature_lr_scale > 0, got "
+                             f"{feature_regression_weight} and {feature_lr_scale}.")
         if restart_text and not pretrained:
             raise ValueError("restart_text keeps a pretrained video trunk: give pretrained (a save_pretrained folder).")
         self.save_hyperparameters()
@@ -151,6 +177,17 @@ class WorldModelModule(ExportingModule):
         self.text_tokenizer = ByteTokenizer(self.model.config.max_text_len)
         self.caption_probe = (nn.Linear(self.model.config.d_model, len(COLOR_NAMES)) if caption_probe_weight > 0
                               else None)
+        features = self.model.code_features
+        if (feature_regression_weight > 0 or feature_lr_scale != 1.0) and features is None:
+            raise ValueError("feature_regression_weight and feature_lr_scale need a world model with decoder code "
+                             "features (code_feature_dim > 0): start from scripts/add_code_features.py's output")
+        self.feature_head = (nn.Linear(self.model.config.d_model, features.table.shape[1])
+                             if feature_regression_weight > 0 else None)
+
+    def lr_scales(self) -> dict[str, float]:
+        """`feature_lr_scale` for the code-feature projections (when not 1)."""
+        scale = self.hparams.feature_lr_scale
+        return {"model.code_features.": scale} if scale != 1.0 else {}
 
     def _inputs(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """codes (B, t, h, w) -> (input ids (B, N) = [BOS] + codes[:-1], targets (B, N))."""
@@ -229,6 +266,11 @@ class WorldModelModule(ExportingModule):
             probe = caption_probe_loss(self.caption_probe, out.hidden_states, captions)
             loss = loss + hp.caption_probe_weight * probe
             self.log(f"{stage}/caption_probe", probe, sync_dist=sync, batch_size=bsz)
+        if self.feature_head is not None:
+            regression = feature_regression_loss(self.feature_head, out.hidden_states, targets,
+                                                 self.model.code_features.table)
+            loss = loss + hp.feature_regression_weight * regression
+            self.log(f"{stage}/feature_regression", regression, sync_dist=sync, batch_size=bsz)
         loss = loss + hp.aux_weight * aux
         self.log(f"{stage}/ce", ce, prog_bar=True, sync_dist=sync, batch_size=bsz)
         if stage == "val" and len(captions) > 1:
