@@ -128,6 +128,14 @@ class VideoTokenizer(LocalPretrained, ModelMixin, ConfigMixin):
         fsq_levels: FSQ levels per latent channel (codebook size = their product).
         vq_codebook_size, vq_dim, vq_decay, vq_commitment, vq_dead_threshold, vq_seed: VQ-EMA settings.
         norm: ``"group"`` (per-frame GroupNorm, default) or ``"rms"`` (per-voxel channel RMSNorm).
+        canonical_background: in :meth:`encode`, give every latent voxel whose pixels all show the clip's
+            plain background colour the code that a still clip of that colour gets there, so that background
+            a moving object never touches keeps one code (the convolutions otherwise spread the object into
+            its neighbours' codes). A no-op on clips without a dominant plain colour. Off by default.
+        background_tolerance: how far (in 0-255 levels, any channel) a pixel may lie from the background
+            colour and still count as background.
+        background_margin: a voxel keeps its own code when an object pixel lies within this many pixels of it
+            (its neighbours' codes help the decoder draw the object's edge).
     """
 
     config_name = "config.json"
@@ -138,8 +146,10 @@ class VideoTokenizer(LocalPretrained, ModelMixin, ConfigMixin):
                  quantizer_type: str = "fsq", fsq_levels: tuple[int, ...] = (8, 5, 5, 5),
                  vq_codebook_size: int = 1024, vq_dim: int = 8, vq_decay: float = 0.99,
                  vq_commitment: float = 0.25, vq_dead_threshold: float = 1e-2, vq_seed: int = 0,
-                 norm: str = "group") -> None:
+                 norm: str = "group", canonical_background: bool = False,
+                 background_tolerance: float = 3.0, background_margin: int = 0) -> None:
         super().__init__()
+        self.set_background_codes(canonical_background, background_tolerance, background_margin)
         time_steps = _log2(temporal_compression, "temporal_compression")
         space_steps = _log2(spatial_compression, "spatial_compression") - _log2(patch_size, "patch_size")
         if space_steps < 0:
@@ -155,6 +165,15 @@ class VideoTokenizer(LocalPretrained, ModelMixin, ConfigMixin):
         channels = list(channels)
         self.encoder = Encoder(channels, blocks, plan, patch_size, self.quantizer.dim, norm)
         self.decoder = Decoder(channels, blocks, plan, patch_size, self.quantizer.dim, norm)
+
+    def set_background_codes(self, canonical: bool, tolerance: float = 3.0, margin: int = 0) -> None:
+        """Switch canonical background codes in :meth:`encode` on or off (saved with the config)."""
+        if tolerance < 0:
+            raise ValueError(f"background_tolerance must be >= 0 levels, got {tolerance}")
+        if margin < 0 or int(margin) != margin:
+            raise ValueError(f"background_margin must be a whole number of pixels >= 0, got {margin}")
+        self.register_to_config(canonical_background=bool(canonical), background_tolerance=float(tolerance),
+                                background_margin=int(margin))
 
     @property
     def codebook_size(self) -> int:
@@ -197,9 +216,33 @@ class VideoTokenizer(LocalPretrained, ModelMixin, ConfigMixin):
         was_training = self.quantizer.training
         self.quantizer.eval()  # never update a VQ codebook while encoding
         try:
-            return self.quantizer(self.encoder(x)).indices
+            codes = self.quantizer(self.encoder(x)).indices  # (B, t, h, w)
+            if self.config.canonical_background:
+                codes = self._canonical_background(x, codes)
+            return codes
         finally:
             self.quantizer.train(was_training)
+
+    def _canonical_background(self, x: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """``codes (B, t, h, w)`` with every all-background voxel of ``x (B, 3, T, H, W)`` set to its still code."""
+        colour = x.flatten(2).median(dim=2).values  # (B, 3) the clip's most common colour, for a plain background
+        tol = self.config.background_tolerance / 127.5
+        near = (x - colour[:, :, None, None, None]).abs().amax(dim=1) <= tol  # (B, T, H, W) pixel is background
+        plain = near.float().mean(dim=(1, 2, 3)) >= 0.5  # (B,) most pixels show one plain colour
+        if not bool(plain.any()):
+            return codes
+        sc, tc = self.config.spatial_compression, self.config.temporal_compression
+        objects = (~near).float()  # (B, T, H, W) as channels T: pooled per frame
+        m = self.config.background_margin
+        if m:
+            objects = F.max_pool2d(objects, 2 * m + 1, stride=1, padding=m)  # grown by the margin
+        patch_clear = F.max_pool2d(objects, sc) == 0  # (B, T, h, w) no object pixel in or near the patch
+        rest = patch_clear[:, 1:].unflatten(1, (-1, tc)).all(dim=2)  # (B, t - 1, h, w) over each 4-frame group
+        clear = torch.cat([patch_clear[:, :1], rest], dim=1) & plain[:, None, None, None]  # (B, t, h, w)
+        colours, which = torch.unique(colour, dim=0, return_inverse=True)  # (U, 3), (B,)
+        still = colours[:, :, None, None, None].expand(-1, -1, *x.shape[2:])  # (U, 3, T, H, W) still clips
+        still_codes = self.quantizer(self.encoder(still.contiguous())).indices[which]  # (B, t, h, w)
+        return torch.where(clear, still_codes, codes)
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:

@@ -86,6 +86,8 @@ class TokenizerModule(ExportingModule):
         train_crop: crop training clips to a random ``train_crop x train_crop`` window (a multiple of the
             spatial compression; the network is convolutional, so a 32x32 crop costs a quarter of a 64x64 frame);
             ``None`` trains on whole frames. Validation always uses whole frames.
+        canonical_background, background_tolerance, background_margin: how the tokenizer's ``encode`` treats
+            plain background (see :class:`VideoTokenizer`; saved with the export, also over ``pretrained``'s).
         export_dir: if set, ``save_pretrained`` the tokenizer there after each validation and at the end.
         pretrained: start from a ``save_pretrained`` folder instead of random weights.
     """
@@ -101,7 +103,8 @@ class TokenizerModule(ExportingModule):
                  warmup_steps: int = 200, min_lr_ratio: float = 0.05,
                  l1_weight: float = 0.0, l2_weight: float = 1.0, gradient_weight: float = 0.0,
                  quantizer_weight: float = 1.0, foreground_weight: float = 0.0, train_frames: int | None = None,
-                 train_crop: int | None = None,
+                 train_crop: int | None = None, canonical_background: bool = False,
+                 background_tolerance: float = 3.0, background_margin: int = 0,
                  export_dir: str | None = None, pretrained: str | None = None) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -114,6 +117,7 @@ class TokenizerModule(ExportingModule):
                 quantizer_type=quantizer_type, fsq_levels=tuple(fsq_levels or (8, 5, 5, 5)),
                 vq_codebook_size=vq_codebook_size, vq_dim=vq_dim, vq_decay=vq_decay, vq_commitment=vq_commitment,
                 vq_dead_threshold=vq_dead_threshold, vq_seed=vq_seed)
+        self.tokenizer.set_background_codes(canonical_background, background_tolerance, background_margin)
         if train_frames is not None:
             self.tokenizer.latent_shape(train_frames, spatial_compression, spatial_compression)  # validates
         if train_crop is not None:
