@@ -1,6 +1,7 @@
 """Video understanding on held-out simulator episodes: descriptions per attribute, answers per question type.
 
-    python benchmarks/understanding.py [--checkpoint DIR] [--episodes 200] [--context-frames K] [--workers 2] [--quick]
+    python benchmarks/understanding.py [--checkpoint DIR] [--episodes 200] [--context-frames K] [--imagine N]
+        [--workers 2] [--quick]
 
 ``DIR`` is a pipeline folder whose world model was trained with text output (default: the packaged
 ``worldmodel/assets/default``; a checkpoint without text output is refused with one sentence). For the ``test_id``
@@ -12,7 +13,8 @@ at the checkpoint's frame count and size) it reports:
   target_description(annotation))``).
 - ``question/<type>``: share of the template questions of that type (every instance ``questions_for`` lists)
   answered exactly; predictive types are asked from the first ``--context-frames`` frames only (default: the
-  frames of the latent frames the training showed, ``1 + tc * (2 - 1)``).
+  frames of the latent frames the training showed, ``1 + tc * (2 - 1)``); with ``--imagine N`` the model first
+  imagines N continuations of those frames and reads its answer off them (:meth:`VideoToTextPipeline.ask`).
 - ``majority/<type>``: the same share for the majority answer of the type on ``train`` episodes (as many).
 - Goals on test_id: descriptive types >= 0.95 each; predictive types >= 0.85 and >= 0.25 above the majority.
 
@@ -63,7 +65,8 @@ def majority_answers(count: int, frames: int, size: int, context_frames: int) ->
     return {kind: counter.most_common(1)[0][0] for kind, counter in answers.items()}
 
 
-def evaluate_split(pipe: Any, split: str, count: int, context_frames: int, majority: dict[str, str]) -> dict:
+def evaluate_split(pipe: Any, split: str, count: int, context_frames: int, majority: dict[str, str],
+                   imagine: int = 0) -> dict:
     """Per-attribute description accuracy, per-type answer accuracy and majority accuracy on one split."""
     frames, size = pipe.trained_frames, pipe.frame_size[0]
     attributes: dict[str, list[bool]] = defaultdict(list)
@@ -77,7 +80,8 @@ def evaluate_split(pipe: Any, split: str, count: int, context_frames: int, major
             attributes[name].append(ok)
         for question, reply in questions_for(ep.annotation, context_frames):
             context = context_frames if question.predictive else None
-            got = pipe.ask(ep.frames, render_question(question), context_frames=context).text
+            got = pipe.ask(ep.frames, render_question(question), context_frames=context,
+                           imagine=imagine if question.predictive else 0).text
             correct[question.type].append(got == reply)
             baseline[question.type].append(majority.get(question.type) == reply)
     row: dict[str, Any] = {"split": split, "episodes": count, "seconds": round(time.perf_counter() - start, 1)}
@@ -91,12 +95,14 @@ def evaluate_split(pipe: Any, split: str, count: int, context_frames: int, major
 
 
 def evaluate_split_in_worker(checkpoint: Path, split: str, count: int, context_frames: int,
-                             majority: dict[str, str], threads: int) -> dict:
+                             majority: dict[str, str], threads: int, imagine: int = 0) -> dict:
     """`evaluate_split` in a worker process of its own (`threads` torch threads, its own pipeline on the CPU)."""
     from worldmodel.pipelines.video_to_text import VideoToTextPipeline
 
     torch.set_num_threads(threads)
-    return evaluate_split(VideoToTextPipeline.from_checkpoint(checkpoint), split, count, context_frames, majority)
+    pipe = VideoToTextPipeline.from_checkpoint(checkpoint)
+    pipe.set_progress_bar_config(disable=True)
+    return evaluate_split(pipe, split, count, context_frames, majority, imagine)
 
 
 def result_rows(row: dict[str, Any]) -> list[dict[str, Any]]:
@@ -136,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", type=Path, default=None, help="pipeline folder (default: the packaged one)")
     parser.add_argument("--episodes", type=int, default=200, help="held-out episodes per split")
     parser.add_argument("--context-frames", type=int, default=None, help="frames predictive questions see")
+    parser.add_argument("--imagine", type=int, default=0,
+                        help="predictive questions: imagine N continuations of the context first (0: off)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--workers", type=int, default=1,
                         help="splits scored in parallel processes (2: one per split, each with --threads threads)")
@@ -156,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     count = 5 if args.quick else args.episodes
     device = "cuda" if torch.cuda.is_available() else "cpu"
     pipe = VideoToTextPipeline.from_checkpoint(checkpoint).to(device)
+    pipe.set_progress_bar_config(disable=True)
     tc = pipe.tokenizer.config.temporal_compression
     context = args.context_frames or context_video_frames(DEFAULT_CONTEXT_LATENT_FRAMES, tc)
     majority = majority_answers(count, pipe.trained_frames, pipe.frame_size[0], context)
@@ -163,10 +172,10 @@ def main(argv: list[str] | None = None) -> int:
         spawn = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(min(args.workers, len(SPLITS)), mp_context=spawn) as pool:
             jobs = [pool.submit(evaluate_split_in_worker, checkpoint, split, count, context, majority,
-                                torch.get_num_threads()) for split in SPLITS]
+                                torch.get_num_threads(), args.imagine) for split in SPLITS]
             splits = [job.result() for job in jobs]
     else:
-        splits = [evaluate_split(pipe, split, count, context, majority) for split in SPLITS]
+        splits = [evaluate_split(pipe, split, count, context, majority, args.imagine) for split in SPLITS]
     results = [r for row in splits for r in result_rows(row)]
     print(f"{'name':<48} {'value':>8}  goal")
     for r in results:
@@ -179,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     payload = {"benchmark": "understanding", "machine": machine_name(), "threads": torch.get_num_threads(),
                "workers": args.workers,
                "device": device, "checkpoint": str(checkpoint), "episodes_per_split": count,
-               "context_frames": context, "majority_answers": majority, "splits": splits, "results": results}
+               "context_frames": context, "imagine": args.imagine, "majority_answers": majority, "splits": splits,
+               "results": results}
     out = args.out or ROOT / "benchmarks" / "results" / "understanding.json"
     write_results(out, payload)
     print(f"wrote {out}")

@@ -82,3 +82,26 @@ def test_a_tiny_model_trained_a_few_steps_lowers_the_text_loss(tiny_cache, tmp_p
         after = module._understanding_loss(fixed, rows)[0].item()
     assert "train/text_ce" in trainer.callback_metrics and "val/text_ce" in trainer.callback_metrics
     assert after < 0.6 * before, (before, after)
+
+
+def test_read_share_shows_predictive_questions_the_whole_clip_and_keeps_the_draws(tiny_cache):
+    """read_share only changes how many latent frames a predictive question shows: prompts and answers are the
+    draws of read_share 0, which are the draws of earlier versions (no extra random draw)."""
+    plain = UnderstandingTokenDataset(tiny_cache, context_latent_frames=1, seed=2)
+    zero = UnderstandingTokenDataset(tiny_cache, context_latent_frames=1, seed=2, read_share=0.0)
+    read = UnderstandingTokenDataset(tiny_cache, context_latent_frames=1, seed=2, read_share=1.0)
+    half = UnderstandingTokenDataset(tiny_cache, context_latent_frames=1, seed=2, read_share=0.5)
+    draws = [[d[i % len(d)]["understanding"] for i in range(300)] for d in (plain, zero, read, half)]
+    assert draws[0] == draws[1]
+    predictive_frames = []
+    for base, full, mixed in zip(draws[1], draws[2], draws[3], strict=True):
+        assert (base["prompt"], base["answer"]) == (full["prompt"], full["answer"]) == (mixed["prompt"],
+                                                                                        mixed["answer"])
+        assert full["latent_frames"] == 3
+        question = parse_question(base["prompt"])
+        if question is not None and question.predictive:
+            assert base["latent_frames"] == 1
+            predictive_frames.append(mixed["latent_frames"])
+    assert {1, 3} == set(predictive_frames)  # read share 0.5: both modes
+    with pytest.raises(ValueError, match="read_share must be a probability"):
+        UnderstandingTokenDataset(tiny_cache, read_share=1.5)

@@ -196,3 +196,52 @@ def test_understanding_benchmark_workers_score_the_splits_as_one_process_does(te
         splits = json.loads(out.read_text())["splits"]
         figures.append([{k: v for k, v in row.items() if k != "seconds"} for row in splits])
     assert figures[0] == figures[1] and [row["split"] for row in figures[1]] == ["test_id", "test_ood"]
+
+
+def test_imagine_one_future_reads_the_greedy_rollout(pipe):
+    """ask(imagine=1) answers as the model does when shown the greedy rollout of the context as the clip."""
+    from worldmodel.pipelines import PhysicsRolloutPipeline
+    from worldmodel.understanding.questions import render_question
+
+    frames = simulate("collision", "test_id", 5, frames=9, size=32).frames
+    rollout = PhysicsRolloutPipeline(tokenizer=pipe.tokenizer, world_model=pipe.world_model)
+    rollout.set_progress_bar_config(disable=True)
+    codes = rollout(frames[:5], num_frames=9, output_type="latent").frames  # (1, 3, 4, 4), greedy
+    for question in QUESTIONS[6:]:
+        out = pipe.ask(frames, question, context_frames=5, imagine=1)
+        parsed = parse_question(question)
+        expected = pipe._choose(codes.reshape(1, -1), render_question(parsed), answer_set(parsed))
+        assert out.text == expected and out.frames == 5
+        assert out.notes == ["answered from 1 imagined continuation of the 5 frames to 9"]
+
+
+def test_imagined_futures_are_seeded_reused_and_averaged(pipe, monkeypatch):
+    frames = simulate("multi", "test_id", 1, frames=9, size=32).frames
+    first = [pipe.ask(frames, q, context_frames=5, imagine=3, seed=7).text for q in QUESTIONS[6:]]
+    calls = []
+    monkeypatch.setattr(pipe, "_sample_codes", lambda *a, **k: calls.append(a) or pytest.fail("not reused"))
+    assert [pipe.ask(frames, q, context_frames=5, imagine=3, seed=7).text for q in QUESTIONS[6:]] == first
+    monkeypatch.undo()
+    assert not calls and pipe._futures[1].shape == (3, 3 * 4 * 4)
+    codes = pipe._codes(frames)[None]  # (1, 48): the clip itself
+    prompt, candidates = "is there gravity?", ("yes", "no")
+    assert pipe._choose(codes.expand(4, -1), prompt, candidates) == pipe._choose(codes, prompt, candidates)
+    described = pipe.ask(frames, "how many balls are there?", imagine=2)  # not predictive: nothing imagined
+    assert described.notes == [] and described.frames == 9
+
+
+@pytest.mark.parametrize("imagine", [-1, 17, 1.5, True])
+def test_bad_imagine_is_refused(pipe, imagine):
+    with pytest.raises(ValueError, match="imagine must be a whole number of futures"):
+        pipe.ask(np.zeros((9, 32, 32, 3), dtype=np.uint8), "is there gravity?", context_frames=5, imagine=imagine)
+
+
+def test_cli_ask_imagine_prints_the_answer_with_its_settings(text_checkpoint, episode_file, capsys):
+    assert main(["ask", str(episode_file), "which wall will the red ball hit first?", "--context-frames", "5",
+                 "--imagine", "2", "--seed", "3", "--checkpoint", str(text_checkpoint), "--json"]) == 0
+    captured = capsys.readouterr()
+    record = json.loads(captured.out)
+    assert record["imagine"] == 2 and record["seed"] == 3 and record["frames_read"] == 5
+    assert record["notes"] == ["answered from 2 imagined continuations of the 5 frames to 9"]
+    pipe = VideoToTextPipeline.from_checkpoint(text_checkpoint)
+    assert record["text"] == pipe.ask(episode_file, "which wall will the red ball hit first?", 5, 2, 3).text

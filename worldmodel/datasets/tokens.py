@@ -86,14 +86,15 @@ class TokenDataModule(L.LightningDataModule):
         understanding: items also carry one understanding example each (``"understanding"``, see
             ``worldmodel.datasets.understanding_data``), from the annotations of the dataset folders the caches
             were encoded from (``train_annotations`` / ``val_annotations`` override them);
-            ``context_latent_frames`` latent frames for predictive questions, ``description_share`` descriptions.
+            ``context_latent_frames`` latent frames for predictive questions, ``description_share`` descriptions,
+            ``read_share`` of the predictive questions shown the whole clip (read mode, for ``imagine``).
     """
 
     def __init__(self, train_dir: str, val_dir: str | None = None, tokenizer: str | None = None,
                  train_videos: str | None = None, val_videos: str | None = None, batch_size: int = 32,
                  num_workers: int = 0, seed: int = 0, understanding: bool = False,
                  train_annotations: str | None = None, val_annotations: str | None = None,
-                 context_latent_frames: int = 2, description_share: float = 0.25) -> None:
+                 context_latent_frames: int = 2, description_share: float = 0.25, read_share: float = 0.0) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.train_set: TokenDataset | None = None
@@ -119,7 +120,7 @@ class TokenDataModule(L.LightningDataModule):
             from worldmodel.datasets.understanding_data import UnderstandingTokenDataset
 
             settings = {"context_latent_frames": hp.context_latent_frames, "description_share": hp.description_share,
-                        "seed": hp.seed}
+                        "seed": hp.seed, "read_share": hp.read_share}
             self.train_set = UnderstandingTokenDataset(hp.train_dir, hp.train_annotations, **settings)
             self.val_set = (UnderstandingTokenDataset(hp.val_dir, hp.val_annotations, redraw=False, **settings)
                             if hp.val_dir else None)

@@ -72,23 +72,30 @@ def load_targets(dataset_dir: str | os.PathLike, ids: list[str], context_frames:
 
 
 def draw_example(targets: EpisodeTargets, rng: random.Random, description_share: float, latent_frames: int,
-                 context_latent_frames: int) -> dict[str, Any]:
+                 context_latent_frames: int, read_share: float = 0.0) -> dict[str, Any]:
     """One understanding example ``{"prompt", "answer", "latent_frames"}``: the description with probability
     ``description_share``, else a question of a question type drawn uniformly (then an instance of it), a few
-    (:data:`ABSENT_SHARE`) about a colour the clip lacks."""
+    (:data:`ABSENT_SHARE`) about a colour the clip lacks.
+
+    A predictive question shows the first ``context_latent_frames`` latent frames, or with probability
+    ``read_share`` every latent frame ("read" mode: the answer is unchanged, about the frames after the context,
+    now read from the clip; what :meth:`VideoToTextPipeline.ask` with ``imagine`` relies on after it has imagined
+    those frames). With ``read_share == 0`` the draws are those of earlier versions (no extra random draw)."""
     if rng.random() < description_share:
         return {"prompt": DESCRIBE_PROMPT, "answer": targets.description, "latent_frames": latent_frames}
     absent = [c for c in COLOR_NAMES if c not in targets.colours]
     if absent and rng.random() < ABSENT_SHARE:
         kind, colour = rng.choice(ABSENT_TYPES), rng.choice(absent)
         question = Question(kind, (colour, targets.last_frame) if kind == "position" else (colour,))
-        frames = context_latent_frames if question.predictive else latent_frames
+        forecast = question.predictive and not (read_share > 0 and rng.random() < read_share)
+        frames = context_latent_frames if forecast else latent_frames
         return {"prompt": render_question(question), "answer": CANNOT_ANSWER, "latent_frames": frames}
     by_type: dict[str, list[tuple[str, str, str, bool]]] = {}
     for question in targets.questions:
         by_type.setdefault(question[0], []).append(question)
     _, text, answer, predictive = rng.choice(by_type[rng.choice(sorted(by_type))])
-    return {"prompt": text, "answer": answer, "latent_frames": context_latent_frames if predictive else latent_frames}
+    forecast = predictive and not (read_share > 0 and rng.random() < read_share)
+    return {"prompt": text, "answer": answer, "latent_frames": context_latent_frames if forecast else latent_frames}
 
 
 class UnderstandingTokenDataset(TokenDataset):
@@ -99,12 +106,13 @@ class UnderstandingTokenDataset(TokenDataset):
         annotations: the dataset folder it was encoded from (default: the ``dataset`` its ``meta.json`` names).
         context_latent_frames: latent frames predictive questions see (1 to the clip's latent frames - 1).
         description_share: share of examples that are descriptions.
+        read_share: share of predictive questions shown every latent frame (:func:`draw_example`).
         seed: seeds the caption and example draws; ``redraw=False`` (validation) draws the same example each visit.
     """
 
     def __init__(self, cache_dir: str | os.PathLike, annotations: str | os.PathLike | None = None,
                  context_latent_frames: int = DEFAULT_CONTEXT_LATENT_FRAMES, description_share: float = 0.25,
-                 seed: int = 0, redraw: bool = True) -> None:
+                 seed: int = 0, redraw: bool = True, read_share: float = 0.0) -> None:
         super().__init__(cache_dir, seed=seed, random_caption=redraw)
         t = self.latent_shape[0]
         if not 1 <= context_latent_frames < t:
@@ -112,8 +120,11 @@ class UnderstandingTokenDataset(TokenDataset):
                              f"got {context_latent_frames}")
         if not 0.0 <= description_share <= 1.0:
             raise ValueError(f"description_share must be a probability in [0, 1], got {description_share}")
+        if not 0.0 <= read_share <= 1.0:
+            raise ValueError(f"read_share must be a probability in [0, 1], got {read_share}")
         tc = (int(self.meta["frames"]) - 1) // (t - 1)
         self.context_latent_frames, self.description_share = context_latent_frames, description_share
+        self.read_share = read_share
         self.redraw = redraw
         root = annotations if annotations is not None else self.meta.get("dataset")
         if root is None:
@@ -127,5 +138,5 @@ class UnderstandingTokenDataset(TokenDataset):
         rng = random.Random(f"{self.seed}:{i}:{self._draws[i]}:understanding")
         self._draws[i] += int(self.redraw)
         item["understanding"] = draw_example(self.targets[item["id"]], rng, self.description_share,
-                                             self.latent_shape[0], self.context_latent_frames)
+                                             self.latent_shape[0], self.context_latent_frames, self.read_share)
         return item

@@ -37,6 +37,10 @@ def register(subparsers: Any) -> None:
     ask.add_argument("question", help="the question, in words")
     ask.add_argument("--context-frames", type=int, default=None,
                      help="let the model see only the first K frames (1 + 4k), to ask what will happen next")
+    ask.add_argument("--imagine", type=int, default=0, metavar="N",
+                     help="with --context-frames: imagine N continuations of the first frames with the world model "
+                          "and answer from them (1: one greedy future; default 0: answer from the frames given)")
+    ask.add_argument("--seed", type=int, default=0, help="seed of the sampled futures (--imagine 2 or more)")
     ask.set_defaults(func=run_ask)
 
 
@@ -55,7 +59,8 @@ def check_text_checkpoint(checkpoint: Path | None) -> Path:
     return path
 
 
-def _run(args: argparse.Namespace, question: str | None, context_frames: int | None) -> int:
+def _run(args: argparse.Namespace, question: str | None, context_frames: int | None, imagine: int = 0,
+         seed: int = 0) -> int:
     """Load the pipeline, read the video and print the text (and notes on stderr)."""
     from worldmodel.pipelines.cli import check_device
     from worldmodel.pipelines.video_to_text import VideoToTextPipeline
@@ -67,12 +72,13 @@ def _run(args: argparse.Namespace, question: str | None, context_frames: int | N
     if not args.video.is_file():
         raise FileNotFoundError(f"{args.video}: no such video file")
     pipe = VideoToTextPipeline.from_checkpoint(checkpoint).to(device)
-    out = pipe(str(args.video), question, context_frames)
+    out = pipe(str(args.video), question, context_frames, imagine, seed)
     for note in out.notes:
         print(f"note: {note}", file=sys.stderr)
     if args.json:
         print(json.dumps({"text": out.text, "video": str(args.video), "question": out.question,
-                          "template": out.template, "context_frames": context_frames, "frames_read": out.frames,
+                          "template": out.template, "context_frames": context_frames, "imagine": imagine,
+                          "seed": seed, "frames_read": out.frames,
                           "checkpoint": str(checkpoint), "device": device, "notes": list(out.notes)}))
     else:
         print(out.text)
@@ -86,4 +92,4 @@ def run_describe(args: argparse.Namespace) -> int:
 
 def run_ask(args: argparse.Namespace) -> int:
     """Handler of ``worldmodel ask``."""
-    return _run(args, args.question, args.context_frames)
+    return _run(args, args.question, args.context_frames, args.imagine, args.seed)

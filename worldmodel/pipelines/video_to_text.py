@@ -3,7 +3,10 @@
 Layout (docs/sequence-layout.md): ``[BOS] codes [TXT] answer bytes [EOS]``, the question (or "describe the video")
 through the bridge. Answers to template questions (:mod:`worldmodel.understanding.questions`) are chosen among the
 template's closed answer set by the model's likelihood of each (bytes and EOS), so they are never garbage; a
-question no template matches gets "cannot answer" without running the model. Descriptions are decoded greedily,
+question no template matches gets "cannot answer" without running the model. A predictive question asked from the
+first frames can also be answered by imagining first (``imagine=n``): the world model continues the context's codes
+to its full length (greedy for one future, sampled for several), then reads the question off the imagined clip,
+each answer scored by its likelihood averaged over the futures. Descriptions are decoded greedily,
 byte by byte with the KV cache, until EOS or the byte limit, restricted to printable ASCII (the description
 vocabulary is ASCII; so the text is always valid UTF-8).
 """
@@ -19,11 +22,13 @@ from diffusers.utils import BaseOutput
 
 from worldmodel.model.text_output import EOS_CLASS, IGNORE, understanding_batch
 from worldmodel.pipelines.base import WorldModelPipeline, as_uint8_video
+from worldmodel.pipelines.sampling import SamplingParams
 from worldmodel.understanding import CANNOT_ANSWER, parse_question
 from worldmodel.understanding.questions import answer_set, render_question
 
 DESCRIBE_PROMPT = "describe the video"  # as in training (worldmodel.datasets.understanding_data)
 PRINTABLE = range(32, 127)  # the bytes a description may hold
+MAX_FUTURES = 16  # imagined continuations one answer may average over
 NO_UNDERSTANDING = ("this checkpoint's world model was trained without video understanding (its config has no "
                     "text_output); use a checkpoint trained with text_output: true and understanding examples")
 
@@ -53,13 +58,13 @@ class VideoToTextPipeline(WorldModelPipeline):
 
     @torch.no_grad()
     def __call__(self, video: str | os.PathLike | np.ndarray | torch.Tensor, question: str | None = None,
-                 context_frames: int | None = None) -> VideoToTextPipelineOutput:
-        """``describe(video)`` without a question, else ``ask(video, question, context_frames)``."""
+                 context_frames: int | None = None, imagine: int = 0, seed: int = 0) -> VideoToTextPipelineOutput:
+        """``describe(video)`` without a question, else ``ask(video, question, context_frames, imagine, seed)``."""
         if question is None:
-            if context_frames is not None:
-                raise ValueError("context_frames is for questions; a description reads the whole video")
+            if context_frames is not None or imagine:
+                raise ValueError("context_frames and imagine are for questions; a description reads the whole video")
             return self.describe(video)
-        return self.ask(video, question, context_frames)
+        return self.ask(video, question, context_frames, imagine, seed)
 
     @torch.no_grad()
     def describe(self, video: str | os.PathLike | np.ndarray | torch.Tensor) -> VideoToTextPipelineOutput:
@@ -74,13 +79,21 @@ class VideoToTextPipeline(WorldModelPipeline):
 
     @torch.no_grad()
     def ask(self, video: str | os.PathLike | np.ndarray | torch.Tensor, question: str,
-            context_frames: int | None = None) -> VideoToTextPipelineOutput:
+            context_frames: int | None = None, imagine: int = 0, seed: int = 0) -> VideoToTextPipelineOutput:
         """Answer a question about a video; with ``context_frames`` the model sees only the first frames (``1 +
         tc * k``), as for predictive questions ("will the red and blue balls collide?"). Without it every frame is
-        the context. The answer is the most likely one of the template's answer set, or "cannot answer"."""
+        the context. The answer is the most likely one of the template's answer set, or "cannot answer".
+
+        ``imagine=n`` (predictive questions with ``context_frames``): first continue the context to the model's
+        full length, ``n`` times (one greedy future; several sampled ones, seeded by ``seed``), then read the
+        answer off the imagined clips (a model trained with ``read_share`` reads predictive questions off whole
+        clips); the futures of one context are kept, so further questions about it reuse them."""
         self._check_text_output()
         if not isinstance(question, str) or not question.strip():
             raise ValueError("the question is empty: ask something about the video, e.g. 'how many balls are there?'")
+        if isinstance(imagine, bool) or not isinstance(imagine, int) or not 0 <= imagine <= MAX_FUTURES:
+            raise ValueError(f"imagine must be a whole number of futures from 0 (answer from the frames given) to "
+                             f"{MAX_FUTURES}, got {imagine!r}")
         frames, notes = self.prepare_video(video, context_frames)
         parsed = parse_question(question)
         if parsed is None:
@@ -89,7 +102,12 @@ class VideoToTextPipeline(WorldModelPipeline):
         if parsed.predictive and context_frames is None:
             notes.append("a question about what will happen, read with every frame as context (give context_frames "
                          "to ask from the first frames only)")
-        text = self._choose(self._codes(frames), render_question(parsed), answer_set(parsed))
+        codes = self._codes(frames)[None]  # (1, n)
+        if imagine and parsed.predictive and context_frames is not None and len(frames) < self.trained_frames:
+            codes = self._imagine(frames, imagine, seed)  # (futures, N)
+            notes.append(f"answered from {imagine} imagined continuation{'s' if imagine > 1 else ''} of the "
+                         f"{len(frames)} frames to {self.trained_frames}")
+        text = self._choose(codes, render_question(parsed), answer_set(parsed))
         return VideoToTextPipelineOutput(text=text, question=question, template=parsed.type, frames=len(frames),
                                          notes=notes)
 
@@ -150,6 +168,22 @@ class VideoToTextPipeline(WorldModelPipeline):
         video = torch.from_numpy(np.ascontiguousarray(frames))[None].to(self.tokenizer.device)  # (1, T, H, W, 3)
         return self.tokenizer.encode(video).reshape(-1).cpu()  # (t * h * w,)
 
+    def _imagine(self, frames: np.ndarray, futures: int, seed: int) -> torch.Tensor:
+        """Codes ``(futures, N)`` of the context ``frames`` continued to the model's full length (greedy for one
+        future, sampled at temperature 1 for several); the last context's futures are kept for the next question."""
+        video = torch.from_numpy(np.ascontiguousarray(frames))[None].to(self.tokenizer.device)  # (1, T, H, W, 3)
+        context = self.tokenizer.encode(video).cpu()  # (1, t0, h, w)
+        key = (context.numpy().tobytes(), futures, seed)
+        if getattr(self, "_futures", (None, None))[0] == key:
+            return self._futures[1]
+        generator = torch.Generator(device=self.world_model.device).manual_seed(seed)
+        sampling = SamplingParams(temperature=0.0 if futures == 1 else 1.0)
+        t = self.world_model.config.latent_frames
+        codes = self._sample_codes(context.repeat(futures, 1, 1, 1), t, None, 1.0, sampling, generator, False,
+                                   4, True, 1)  # (futures, t, h, w)
+        self._futures = (key, codes.reshape(futures, -1).cpu())
+        return self._futures[1]
+
     # ------------------------------------------------------------------------------------------------- text
     def _greedy(self, codes: torch.Tensor, prompt: str) -> tuple[str, bool]:
         """Greedy printable-ASCII decoding after ``[BOS] codes [TXT]`` with the KV cache -> (text, ended by EOS)."""
@@ -171,17 +205,20 @@ class VideoToTextPipeline(WorldModelPipeline):
             logits = model(step, text, cache, router_stats=False, text_start=start).text_logits[0, -1]
 
     def _choose(self, codes: torch.Tensor, prompt: str, candidates: tuple[str, ...]) -> str:
-        """The candidate answer of highest likelihood (its bytes, then EOS) after ``[BOS] codes [TXT]``."""
+        """The candidate answer of highest likelihood (its bytes, then EOS) after ``[BOS] codes [TXT]``, for code
+        rows ``(F, n)`` (F imagined futures, or the clip itself): the likelihood averaged over the rows."""
         model = self.world_model
-        room = model.max_seq_len - codes.numel() - 2
+        futures, n = codes.shape
+        room = model.max_seq_len - n - 2
         fitting = [c for c in candidates if len(c.encode("utf-8")) <= room]
         if not fitting:
             raise ValueError(f"this world model's max_answer_len leaves {room} answer bytes, too few for any answer")
-        ids, start, targets = understanding_batch([codes] * len(fitting), [c.encode() for c in fitting], model.vocab)
-        text = self._text_context(model, [prompt] * len(fitting), 1.0)
+        rows = [row for row in codes for _ in fitting]  # future-major: (F * C) rows
+        ids, start, targets = understanding_batch(rows, [c.encode() for c in fitting] * futures, model.vocab)
+        text = self._text_context(model, [prompt] * len(rows), 1.0)
         out = model(ids.to(model.device), text, router_stats=False, text_start=start.to(model.device))
-        logp = out.text_logits.float().log_softmax(-1).cpu()  # (C, L, 257)
-        picked = logp.gather(-1, targets.clamp(min=0)[..., None])[..., 0]  # (C, L)
-        scores = picked.masked_fill(targets == IGNORE, 0.0).sum(dim=1)  # (C,)
-        return fitting[int(scores.argmax())]
+        logp = out.text_logits.float().log_softmax(-1).cpu()  # (F * C, L, 257)
+        picked = logp.gather(-1, targets.clamp(min=0)[..., None])[..., 0]  # (F * C, L)
+        scores = picked.masked_fill(targets == IGNORE, 0.0).sum(dim=1).reshape(futures, len(fitting))  # (F, C)
+        return fitting[int(scores.logsumexp(dim=0).argmax())]
 
