@@ -116,3 +116,27 @@ def test_clear_errors_for_misplaced_text_tokens():
         make(max_answer_len=0)
     with pytest.raises(ValueError, match="cannot be combined with mod_layers"):
         make(mod_layers=[1])
+
+
+def test_answer_pauses_put_more_txt_before_the_answer_and_move_its_targets():
+    model = make(answer_pauses=3)
+    assert model.max_seq_len == make().max_seq_len + 3
+    ids, start, targets = understanding_batch([torch.arange(16), torch.arange(32)], [b"yes", b"no"], model.vocab,
+                                              pauses=3)
+    assert start.tolist() == [17, 33] and ids.shape == (2, 39)
+    assert (ids[0, 17:21] == model.vocab.txt).all() and ids[0, 21] == model.vocab.byte_id(ord("y"))
+    assert targets[0, 20:24].tolist() == [ord("y"), ord("e"), ord("s"), EOS_CLASS]
+    assert (targets[0, :20] == IGNORE).all() and (targets[0, 24:] == IGNORE).all()
+    assert targets[1, 36:39].tolist() == [ord("n"), ord("o"), EOS_CLASS]
+    text = text_for(model, ["is there gravity?", "is there gravity?"])
+    with torch.no_grad():  # the longest answer fits, and the cached decoding still equals the full forward
+        full = model(ids, text, text_start=start).text_logits
+        cache = model.new_cache(2)
+        chunks = [model(ids[:, :18], text, cache, router_stats=False, text_start=start).text_logits]
+        chunks += [model(ids[:, i : i + 1], text, cache, router_stats=False, text_start=start).text_logits
+                   for i in range(18, ids.shape[1])]
+    assert torch.allclose(torch.cat(chunks, dim=1), full, atol=1e-4)
+    with pytest.raises(ValueError, match="answer_pauses must be >= 0"):
+        make(answer_pauses=-1)
+    with pytest.raises(ValueError, match="only a model with text_output"):
+        make(text_output=False, max_answer_len=0, answer_pauses=2)

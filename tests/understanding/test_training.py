@@ -64,13 +64,15 @@ def test_understanding_rows_are_seeded_and_leave_generation_rows(tiny_cache):
         module._understanding_rows(collate_tokens([data[0]]), 0)
 
 
-def test_a_tiny_model_trained_a_few_steps_lowers_the_text_loss(tiny_cache, tmp_path):
+@pytest.mark.parametrize("pauses", [0, 2])
+def test_a_tiny_model_trained_a_few_steps_lowers_the_text_loss(tiny_cache, tmp_path, pauses):
     data = TokenDataModule(str(tiny_cache), val_dir=str(tiny_cache), batch_size=4, understanding=True,
                            context_latent_frames=1, description_share=0.5)
     data.setup()
     fixed = collate_tokens([data.val_set[i] for i in range(8)])
     L.seed_everything(0)
-    module = WorldModelModule(model_config=TINY_TEXT_WORLD, lr=1e-2, warmup_steps=1, understanding_share=0.5)
+    module = WorldModelModule(model_config={**TINY_TEXT_WORLD, "answer_pauses": pauses}, lr=1e-2, warmup_steps=1,
+                              understanding_share=0.5)
     rows = list(range(8))
     with torch.no_grad():
         before = module._understanding_loss(fixed, rows)[0].item()

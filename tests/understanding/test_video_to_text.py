@@ -245,3 +245,29 @@ def test_cli_ask_imagine_prints_the_answer_with_its_settings(text_checkpoint, ep
     assert record["notes"] == ["answered from 2 imagined continuations of the 5 frames to 9"]
     pipe = VideoToTextPipeline.from_checkpoint(text_checkpoint)
     assert record["text"] == pipe.ask(episode_file, "which wall will the red ball hit first?", 5, 2, 3).text
+
+
+def test_a_model_with_answer_pauses_describes_and_answers_through_them(pipe, episode_file):
+    """With answer_pauses the greedy description is still the argmax of a full forward over the paused layout."""
+    from conftest import TINY_TEXT_WORLD
+
+    from worldmodel.model.text_output import understanding_batch
+
+    torch.manual_seed(1)
+    world = WorldModel(**{**TINY_TEXT_WORLD, "answer_pauses": 3, "max_answer_len": 24}).eval()
+    paused = VideoToTextPipeline(tokenizer=pipe.tokenizer, world_model=world)
+    out = paused.describe(episode_file)
+    text, finished = out.text.encode("ascii"), not out.notes
+    codes = paused._codes(paused.prepare_video(str(episode_file))[0])
+    ids, start, targets = understanding_batch([codes], [text], world.vocab, pauses=3)
+    with torch.no_grad():
+        logits = world(ids, paused._text_context(world, ["describe the video"], 1.0), text_start=start).text_logits[0]
+    allowed = torch.full((257,), float("-inf"))
+    allowed[list(range(32, 127)) + [256]] = 0
+    rows = torch.nonzero(targets[0] != -100)[:, 0]
+    rows = rows if finished else rows[:-1]
+    assert rows[0] == start[0] + 3 and torch.equal((logits[rows] + allowed).argmax(-1), targets[0, rows])
+    for question in QUESTIONS:
+        parsed = parse_question(question)
+        answer = paused.ask(episode_file, question, context_frames=5 if parsed.predictive else None).text
+        assert answer in answer_set(parsed)

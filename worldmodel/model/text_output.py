@@ -58,28 +58,29 @@ class TextVocab:
 
 
 def understanding_batch(
-    codes: list[torch.Tensor], answers: list[bytes], vocab: TextVocab
+    codes: list[torch.Tensor], answers: list[bytes], vocab: TextVocab, pauses: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Inputs and byte targets of understanding examples, right-padded to one length with EOS.
 
     `codes[i]` holds the flattened (t, h, w) codes `(n_i,)` the example sees, `answers[i]` its answer bytes.
-    Row i is `[BOS] codes [TXT] b_0 .. b_{M-1}` (the final EOS is only a target). Returns `input_ids (B, L)`,
-    `text_start (B,)` (index of TXT) and `targets (B, L)`: at TXT the first byte, ..., at the last byte EOS as
-    byte-head classes, `IGNORE` elsewhere (codes, BOS, padding).
+    Row i is `[BOS] codes [TXT] (pauses more TXT) b_0 .. b_{M-1}` (the final EOS is only a target). Returns
+    `input_ids (B, L)`, `text_start (B,)` (index of the first TXT) and `targets (B, L)`: at the last TXT the first
+    byte, ..., at the last byte EOS as byte-head classes, `IGNORE` elsewhere (codes, BOS, pauses, padding).
     """
     if len(codes) != len(answers) or not codes:
         raise ValueError(f"understanding_batch needs one answer per code row, got {len(codes)} and {len(answers)}.")
-    length = max(int(c.numel()) + 2 + len(a) for c, a in zip(codes, answers, strict=True))
+    length = max(int(c.numel()) + 2 + pauses + len(a) for c, a in zip(codes, answers, strict=True))
     ids = torch.full((len(codes), length), vocab.eos, dtype=torch.long)  # (B, L)
     targets = torch.full((len(codes), length), IGNORE, dtype=torch.long)  # (B, L)
     starts = torch.zeros(len(codes), dtype=torch.long)  # (B,)
     for i, (row, answer) in enumerate(zip(codes, answers, strict=True)):
         n, m = int(row.numel()), len(answer)
         text = torch.tensor(list(answer), dtype=torch.long)  # (M,)
-        ids[i, 0], ids[i, 1 : n + 1], ids[i, n + 1] = vocab.bos, row.reshape(-1).long(), vocab.txt
-        ids[i, n + 2 : n + 2 + m] = text + vocab.codebook_size + 3
-        targets[i, n + 1 : n + 1 + m] = text
-        targets[i, n + 1 + m] = EOS_CLASS
+        ids[i, 0], ids[i, 1 : n + 1], ids[i, n + 1 : n + 2 + pauses] = vocab.bos, row.reshape(-1).long(), vocab.txt
+        first = n + 2 + pauses  # index of the first answer byte
+        ids[i, first : first + m] = text + vocab.codebook_size + 3
+        targets[i, first - 1 : first - 1 + m] = text
+        targets[i, first - 1 + m] = EOS_CLASS
         starts[i] = n + 1
     return ids, starts, targets
 

@@ -76,6 +76,8 @@ class WorldModel(LocalPretrained, ModelMixin, ConfigMixin):
     Video understanding: `text_output=True` adds TXT, EOS and the 256 bytes to the embedding table, a byte head
     beside the code head and text positions after the video (text_output.py, docs/sequence-layout.md);
     `max_seq_len` grows by `max_answer_len + 1` (TXT and the answer bytes). Off, the model is exactly as without.
+    `answer_pauses` more TXT tokens follow the first before the answer (pause tokens: positions where the text side
+    reads the video before it has to write; `max_seq_len` grows by as many).
     `text_center=True` centres each prompt's text states before the encoder's final norm (text_encoder.py);
     `bridge_qk_norm=True` normalises the bridges' queries and keys (bridge.py). `code_levels` (the tokenizer's FSQ
     levels) adds digit-factorised terms to the code embedding and head (code_digits.py); `code_feature_dim > 0` adds
@@ -135,6 +137,7 @@ class WorldModel(LocalPretrained, ModelMixin, ConfigMixin):
         code_levels: list[int] | None = None,
         max_answer_len: int = 0,
         code_feature_dim: int = 0,
+        answer_pauses: int = 0,
     ) -> None:
         super().__init__()
         self._validate_config()
@@ -195,6 +198,9 @@ class WorldModel(LocalPretrained, ModelMixin, ConfigMixin):
                              f"{c.codebook_size}, got {c.code_levels}.")
         if c.code_feature_dim < 0:
             raise ValueError(f"code_feature_dim must be >= 0 (0: no code features), got {c.code_feature_dim}.")
+        if c.answer_pauses < 0 or (c.answer_pauses and not c.text_output):
+            raise ValueError(f"answer_pauses must be >= 0, and only a model with text_output has answers to pause "
+                             f"before, got {c.answer_pauses}.")
         if c.text_output and c.max_answer_len < 1:
             raise ValueError(f"text_output needs max_answer_len >= 1 (answer bytes per sequence), got "
                              f"{c.max_answer_len}.")
@@ -239,8 +245,10 @@ class WorldModel(LocalPretrained, ModelMixin, ConfigMixin):
 
     @property
     def max_seq_len(self) -> int:
-        """Longest sequence the model takes: `grid_len`, plus TXT and `max_answer_len` bytes with text output."""
-        return self.grid_len + (self.config.max_answer_len + 1 if self.config.text_output else 0)
+        """Longest sequence the model takes: `grid_len`, plus TXT, `answer_pauses` and `max_answer_len` bytes with
+        text output."""
+        c = self.config
+        return self.grid_len + (c.max_answer_len + 1 + c.answer_pauses if c.text_output else 0)
 
     def new_cache(self, batch_size: int) -> KVCache:
         """An empty KV cache for `batch_size` sequences (latent + RoPE key per layer)."""

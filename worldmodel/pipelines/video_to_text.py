@@ -188,7 +188,7 @@ class VideoToTextPipeline(WorldModelPipeline):
     def _greedy(self, codes: torch.Tensor, prompt: str) -> tuple[str, bool]:
         """Greedy printable-ASCII decoding after ``[BOS] codes [TXT]`` with the KV cache -> (text, ended by EOS)."""
         model, vocab = self.world_model, self.world_model.vocab
-        ids, start, _ = understanding_batch([codes], [b""], vocab)  # [BOS] codes [TXT]: (1, n + 2), start (1,)
+        ids, start, _ = understanding_batch([codes], [b""], vocab, model.config.answer_pauses)  # [BOS] codes [TXT]..
         ids, start = ids.to(model.device), start.to(model.device)
         text = self._text_context(model, [prompt], 1.0)
         mask = torch.full((EOS_CLASS + 1,), float("-inf"), device=model.device)
@@ -209,12 +209,13 @@ class VideoToTextPipeline(WorldModelPipeline):
         rows ``(F, n)`` (F imagined futures, or the clip itself): the likelihood averaged over the rows."""
         model = self.world_model
         futures, n = codes.shape
-        room = model.max_seq_len - n - 2
+        room = model.max_seq_len - n - 2 - model.config.answer_pauses
         fitting = [c for c in candidates if len(c.encode("utf-8")) <= room]
         if not fitting:
             raise ValueError(f"this world model's max_answer_len leaves {room} answer bytes, too few for any answer")
         rows = [row for row in codes for _ in fitting]  # future-major: (F * C) rows
-        ids, start, targets = understanding_batch(rows, [c.encode() for c in fitting] * futures, model.vocab)
+        ids, start, targets = understanding_batch(rows, [c.encode() for c in fitting] * futures, model.vocab,
+                                                  model.config.answer_pauses)
         text = self._text_context(model, [prompt] * len(rows), 1.0)
         out = model(ids.to(model.device), text, router_stats=False, text_start=start.to(model.device))
         logp = out.text_logits.float().log_softmax(-1).cpu()  # (F * C, L, 257)

@@ -229,7 +229,8 @@ class WorldModelModule(ExportingModule):
         if longest > self.model.config.max_answer_len:
             raise ValueError(f"an answer of {longest} bytes exceeds the world model's max_answer_len "
                              f"{self.model.config.max_answer_len}: raise it (descriptions take up to 320 bytes)")
-        ids, start, targets = understanding_batch(codes, answers, self.model.vocab)  # (U, L) each, start (U,)
+        ids, start, targets = understanding_batch(codes, answers, self.model.vocab,
+                                                  self.model.config.answer_pauses)  # (U, L) each, start (U,)
         device = batch["codes"].device
         text = self.model.encode_text(*self.text_tokenizer.encode([e["prompt"] for e in examples]))
         out = self.model(ids.to(device), text, text_start=start.to(device))
