@@ -140,3 +140,28 @@ def test_answer_pauses_put_more_txt_before_the_answer_and_move_its_targets():
         make(answer_pauses=-1)
     with pytest.raises(ValueError, match="only a model with text_output"):
         make(text_output=False, max_answer_len=0, answer_pauses=2)
+
+
+def test_code_positions_start_as_todays_model_and_then_tell_rows_apart():
+    """Zero at init (a warm start predicts as before); once set, a code's row and column reach its state, in the
+    cached forward exactly as in the full one, and BOS and text positions get none."""
+    plain, placed = make(), make(code_positions=True)
+    placed.load_state_dict(plain.state_dict(), strict=False)
+    ids, start, _ = understanding_batch([codes_of(plain, 2, 3)], [b"top left"], plain.vocab)
+    text = text_for(plain, ["where will the red ball be at frame 16?"])
+    with torch.no_grad():
+        assert torch.allclose(placed(ids, text, text_start=start).text_logits,
+                              plain(ids, text, text_start=start).text_logits, atol=1e-6)
+        placed.row_embed.normal_()
+        placed.col_embed.normal_()
+        same = torch.full((1, 1 + 2 * 16), 5)  # one code everywhere: rows differ only by where they are
+        same[0, 0] = plain.bos_token_id
+        h, before = placed(same).hidden_states[0], plain(same).hidden_states[0]  # (33, D) each
+        assert not torch.allclose(h[1:], before[1:], atol=1e-3) and torch.allclose(h[0], before[0], atol=1e-6)
+        assert torch.allclose(plain(same[:, :1]).hidden_states, placed(same[:, :1]).hidden_states, atol=1e-6)
+        full = placed(ids, text, text_start=start).text_logits
+        cache = placed.new_cache(1)
+        parts = [placed(ids[:, :20], text, cache, router_stats=False, text_start=start).text_logits,
+                 placed(ids[:, 20:], text, cache, router_stats=False, text_start=start).text_logits]
+    assert torch.allclose(torch.cat(parts, dim=1), full, atol=1e-4)
+    assert set(placed.state_dict()) - set(plain.state_dict()) == {"row_embed", "col_embed"}

@@ -28,7 +28,7 @@ from .code_features import CodeFeatures
 from .depth_router import DepthRouter
 from .ffn import FeedForward
 from .moe import Experts, MoE
-from .rope import VideoRoPE, split_rope_dims
+from .rope import VideoRoPE, grid_positions, split_rope_dims
 from .router import Router
 from .text_encoder import TextEncoder
 from .text_output import BYTE_CLASSES, TextVocab, sequence_coords
@@ -76,6 +76,9 @@ class WorldModel(LocalPretrained, ModelMixin, ConfigMixin):
     Video understanding: `text_output=True` adds TXT, EOS and the 256 bytes to the embedding table, a byte head
     beside the code head and text positions after the video (text_output.py, docs/sequence-layout.md);
     `max_seq_len` grows by `max_answer_len + 1` (TXT and the answer bytes). Off, the model is exactly as without.
+    `code_positions=True` adds learned row and column embeddings (zero at init) to every video code's embedding:
+    RoPE tells attention how far apart two positions are, but the values it moves carry no position, so a text
+    position that finds the red ball's codes by content cannot read where they are without them.
     `answer_pauses` more TXT tokens follow the first before the answer (pause tokens: positions where the text side
     reads the video before it has to write; `max_seq_len` grows by as many).
     `text_center=True` centres each prompt's text states before the encoder's final norm (text_encoder.py);
@@ -138,6 +141,7 @@ class WorldModel(LocalPretrained, ModelMixin, ConfigMixin):
         max_answer_len: int = 0,
         code_feature_dim: int = 0,
         answer_pauses: int = 0,
+        code_positions: bool = False,
     ) -> None:
         super().__init__()
         self._validate_config()
@@ -172,6 +176,8 @@ class WorldModel(LocalPretrained, ModelMixin, ConfigMixin):
         self.apply(self._init_weights)
         self.code_digits = CodeDigits(code_levels, d_model) if code_levels else None  # zero at init
         self.code_features = CodeFeatures(codebook_size, code_feature_dim, d_model) if code_feature_dim else None
+        self.row_embed = nn.Parameter(torch.zeros(latent_height, d_model)) if code_positions else None
+        self.col_embed = nn.Parameter(torch.zeros(latent_width, d_model)) if code_positions else None
 
     def _validate_config(self) -> None:
         """Raise one clear ValueError for an inconsistent configuration."""
@@ -329,12 +335,16 @@ class WorldModel(LocalPretrained, ModelMixin, ConfigMixin):
         for terms in (self.code_digits, self.code_features):
             if terms is not None:
                 x = x + terms.embed_codes(input_ids)
+        c = self.config
         if text_start is None:
             cos, sin = self.rope(start, n, input_ids.device)  # (N, dr) each
         else:  # per row: video grid before TXT, text positions from it on
-            c = self.config
             coords = sequence_coords(start, n, c.latent_height, c.latent_width, text_start)  # (B, N, 3)
             cos, sin = self.rope.at(coords, input_ids.device)  # (B, N, dr) each
+        if self.row_embed is not None:
+            grid = grid_positions(start, n, c.latent_height, c.latent_width).to(input_ids.device)  # (N, 3)
+            where = self.row_embed[grid[:, 1]] + self.col_embed[grid[:, 2]]  # (N, D)
+            x = x + where * (input_ids < c.codebook_size)[..., None].to(x.dtype)  # codes only: not BOS, not text
         aux = x.new_zeros((), dtype=torch.float32)
         stats: dict[str, torch.Tensor] = {}
         for i, block in enumerate(self.blocks):
