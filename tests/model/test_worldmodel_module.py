@@ -271,3 +271,17 @@ def test_two_process_ddp_on_cpu_with_the_shipped_config(tmp_path):
     state = torch.load(tmp_path / "ckpt" / "last.ckpt", map_location="cpu", weights_only=True)
     assert state["global_step"] == 2
     assert WorldModel.from_pretrained(tmp_path / "export").config.n_layers == TINY["n_layers"]
+
+
+def test_position_lr_scale_speeds_the_code_position_embeddings_only():
+    config = {**TINY, "code_positions": True}
+    module = WorldModelModule(model_config=config, lr=1e-3, position_lr_scale=20.0)
+    optimizer = adamw_warmup_cosine(module, 10, 1e-3, 0.1, (0.9, 0.95), 1, 0.1, module.lr_scales())["optimizer"]
+    rates = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
+    assert rates[id(module.model.row_embed)] == rates[id(module.model.col_embed)] == pytest.approx(2e-2)
+    assert rates[id(module.model.embed.weight)] == pytest.approx(1e-3)
+    assert WorldModelModule(model_config=config).lr_scales() == {}
+    with pytest.raises(ValueError, match="needs a world model with code_positions"):
+        WorldModelModule(model_config=TINY, position_lr_scale=20.0)
+    with pytest.raises(ValueError, match="position_lr_scale must be > 0"):
+        WorldModelModule(model_config=config, position_lr_scale=0.0)

@@ -27,7 +27,8 @@ moves, its colour), by mean squared error. Cross-entropy scores a code one patch
 this target rewards the near miss, so the trunk has to carry where the ball will be as a number it can extrapolate.
 Training-only, like the caption probe. `feature_lr_scale` multiplies the learning rate of the code-feature
 projections (`model.code_features.*`): added at zero to a trained model, at the trunk's rate they stayed a few
-percent of the code embedding (docs/world-model.md, stage 6).
+percent of the code embedding (docs/world-model.md, stage 6). `position_lr_scale` does the same for the row and
+column embeddings of `code_positions` (`model.row_embed`, `model.col_embed`).
 
 Against rollout drift (two options, off by default; docs/world-model.md, stage 5):
 - `scheduled_sampling > 0` (parallel scheduled sampling, Duckworth et al. 2019): a no-grad forward in eval mode
@@ -126,6 +127,7 @@ class WorldModelModule(ExportingModule):
         feature_regression_weight: weight of the code-feature regression loss (module docstring; 0 = off; needs a
             world model with `code_feature_dim`).
         feature_lr_scale: factor on `lr` for the code-feature projections (module docstring; 1 = the trunk's).
+        position_lr_scale: factor on `lr` for the code-position embeddings (`code_positions`; 1 = the trunk's).
     """
 
     def __init__(
@@ -149,6 +151,7 @@ class WorldModelModule(ExportingModule):
         motion_weight: float = 1.0,
         feature_regression_weight: float = 0.0,
         feature_lr_scale: float = 1.0,
+        position_lr_scale: float = 1.0,
     ) -> None:
         super().__init__()
         if not 0.0 <= text_dropout <= 1.0:
@@ -165,6 +168,8 @@ class WorldModelModule(ExportingModule):
         if feature_regression_weight < 0 or feature_lr_scale <= 0:
             raise ValueError(f"feature_regression_weight must be >= 0 (0 = off) and feature_lr_scale > 0, got "
                              f"{feature_regression_weight} and {feature_lr_scale}.")
+        if position_lr_scale <= 0:
+            raise ValueError(f"position_lr_scale must be > 0, got {position_lr_scale}.")
         if restart_text and not pretrained:
             raise ValueError("restart_text keeps a pretrained video trunk: give pretrained (a save_pretrained folder).")
         self.save_hyperparameters()
@@ -183,11 +188,16 @@ class WorldModelModule(ExportingModule):
                              "features (code_feature_dim > 0): start from scripts/add_code_features.py's output")
         self.feature_head = (nn.Linear(self.model.config.d_model, features.table.shape[1])
                              if feature_regression_weight > 0 else None)
+        if position_lr_scale != 1.0 and not self.model.config.code_positions:
+            raise ValueError("position_lr_scale needs a world model with code_positions: true")
 
     def lr_scales(self) -> dict[str, float]:
-        """`feature_lr_scale` for the code-feature projections (when not 1)."""
-        scale = self.hparams.feature_lr_scale
-        return {"model.code_features.": scale} if scale != 1.0 else {}
+        """`feature_lr_scale` for the code-feature projections, `position_lr_scale` for the code-position
+        embeddings (each when not 1)."""
+        hp = self.hparams
+        scales = {"model.code_features.": hp.feature_lr_scale, "model.row_embed": hp.position_lr_scale,
+                  "model.col_embed": hp.position_lr_scale}
+        return {prefix: scale for prefix, scale in scales.items() if scale != 1.0}
 
     def _inputs(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """codes (B, t, h, w) -> (input ids (B, N) = [BOS] + codes[:-1], targets (B, N))."""
