@@ -3,6 +3,7 @@
 import json
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 from conftest import TINY_TEXT_WORLD
@@ -107,3 +108,62 @@ def test_read_share_shows_predictive_questions_the_whole_clip_and_keeps_the_draw
     assert {1, 3} == set(predictive_frames)  # read share 0.5: both modes
     with pytest.raises(ValueError, match="read_share must be a probability"):
         UnderstandingTokenDataset(tiny_cache, read_share=1.5)
+
+
+def test_ball_cells_are_the_latent_cells_a_disc_touches():
+    from worldmodel.datasets.understanding_data import ball_cells
+
+    states = [[[3.0, 3.0, 0, 0]]] + [[[3.0 + 8 * k, 3.0, 0, 0]] for k in range(1, 9)]  # 9 frames, moving right
+    annotation = {"height": 32, "width": 32, "objects": [{"color": "red", "radius": 2.0}], "states": states}
+    cells = ball_cells(annotation, (3, 4, 4, 4))["red"]  # (3, 4, 4): latent 1 = frames 1-4, latent 2 = frames 5-8
+    assert cells.shape == (3, 4, 4)
+    assert cells[0].nonzero() == (np.array([0]), np.array([0]))  # frame 0: centre (3, 3), radius 2: cell (0, 0)
+    assert set(zip(*cells[1].nonzero(), strict=True)) == {(0, 1), (0, 2), (0, 3)}  # x = 11, 19, 27, 35 (frames 1-4)
+    assert not cells[2].any()  # frames 5-8: x >= 43, outside the 32-px frame
+
+
+def test_examples_that_name_balls_carry_their_cells(tiny_cache):
+    data = UnderstandingTokenDataset(tiny_cache, context_latent_frames=1, seed=3, read_share=0.3)
+    seen = set()
+    for i in range(300):
+        item = data[i % len(data)]
+        draw, targets = item["understanding"], data.targets[item["id"]]
+        question = parse_question(draw["prompt"])
+        named = [a for a in (question.args if question else ()) if isinstance(a, str)]
+        if not named:
+            assert draw["cells"] is None
+            continue
+        assert len(draw["cells"]) == draw["latent_frames"] * 16
+        wanted = np.zeros((3, 4, 4), dtype=bool)
+        for colour in named:
+            wanted |= targets.cells.get(colour, np.zeros((3, 4, 4), dtype=bool))
+        assert draw["cells"] == tuple(wanted[: draw["latent_frames"]].reshape(-1).astype(int))
+        seen.add(("present" if any(draw["cells"]) else "absent", draw["latent_frames"]))
+    assert ("present", 3) in seen and ("present", 1) in seen
+
+
+def test_the_binding_probe_trains_on_named_ball_rows_only(tiny_cache):
+    from worldmodel.training.worldmodel_module import binding_probe_loss
+
+    probe = torch.nn.Linear(4, 1)
+    hidden = torch.zeros(2, 6, 4)  # two rows of [BOS] 3 codes [TXT] b
+    with torch.no_grad():
+        probe.weight.zero_()
+        probe.bias.fill_(2.0)
+    loss = binding_probe_loss(probe, hidden, [(1, 0, 1), None])
+    want = torch.nn.functional.binary_cross_entropy_with_logits(torch.full((3,), 2.0), torch.tensor([1.0, 0, 1]))
+    assert torch.allclose(loss, want)
+    assert binding_probe_loss(probe, hidden, [None, None]).item() == 0.0
+    data = TokenDataModule(str(tiny_cache), batch_size=8, understanding=True, context_latent_frames=1,
+                           description_share=0.0)
+    data.setup()
+    batch = collate_tokens([data.train_set[i] for i in range(8)])
+    module = WorldModelModule(model_config=TINY_TEXT_WORLD, understanding_share=0.5, binding_probe_weight=1.0)
+    text_ce, _, binding = module._understanding_loss(batch, list(range(8)))
+    binding.backward()
+    assert binding.item() > 0 and module.binding_probe.weight.grad.any()
+    assert module.model.embed.weight.grad.any()  # the probe's loss reaches the trunk
+    assert "binding_probe" not in dict(module.model.named_modules())  # training-only, not exported
+    with pytest.raises(ValueError, match="binding_probe_weight needs a world model with text_output"):
+        WorldModelModule(model_config={**TINY_TEXT_WORLD, "text_output": False, "max_answer_len": 0},
+                         binding_probe_weight=1.0)

@@ -20,6 +20,12 @@ word must travel from the caption to every code position; without it the small t
 read a caption's scenario and count but not its colour (docs/world-model.md). The probe is training-only: it is
 not part of the exported world model.
 
+Binding probe (`binding_probe_weight > 0`): the same idea for questions. On the understanding rows whose question
+names balls ("what size is the red ball?"), a linear probe on the final hidden state of every code position says
+whether a named ball touches that code's latent cell (the annotation's positions and radii; the items' `"cells"`).
+Answers about a named ball were far worse in several-ball clips than in one-ball clips (docs/world-model.md, stage
+10): the question's colour must be made to reach the codes it refers to. Training-only, like the caption probe.
+
 Code-feature regression (`feature_regression_weight > 0`, a world model with decoder code features,
 `worldmodel/model/code_features.py`): a linear head on the final hidden state of every generation position predicts
 the feature row of the code at that position (standardised: where the decoder draws the ball in its patch, how it
@@ -72,6 +78,18 @@ def caption_probe_loss(probe: nn.Module, hidden: torch.Tensor, captions: list[st
     return (per_row * keep).sum() / keep.sum().clamp_min(1.0)
 
 
+def binding_probe_loss(probe: nn.Module, hidden: torch.Tensor, cells: list[tuple[int, ...] | None]) -> torch.Tensor:
+    """Binary cross-entropy of `probe` (D -> 1) at the code positions of understanding rows `hidden (U, L, D)`
+    (`[BOS] codes [TXT] ...`: codes at 1..n) against `cells[i]` (whether a ball the row's question names touches that
+    code's cell), over the rows that have them (0, still with a gradient path, if none)."""
+    losses = [F.binary_cross_entropy_with_logits(probe(hidden[i, 1 : 1 + len(c)].float())[:, 0],
+                                                 torch.tensor(c, dtype=torch.float32, device=hidden.device),
+                                                 reduction="sum")
+              for i, c in enumerate(cells) if c is not None]
+    count = sum(len(c) for c in cells if c is not None)
+    return torch.stack(losses).sum() / count if losses else probe(hidden[:, :1].float()).sum() * 0.0
+
+
 def feature_regression_loss(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor,
                             table: torch.Tensor) -> torch.Tensor:
     """Mean squared error of `head` (D -> F) at every position of `hidden (B, N, D)` against `table (K, F)` rows of
@@ -121,6 +139,7 @@ class WorldModelModule(ExportingModule):
         understanding_share: share of each batch trained on understanding examples when the world model has
             `text_output` (at least one row, never all); `text_weight` weighs their byte loss.
         caption_probe_weight: weight of the caption-colour probe loss (module docstring; 0 = off).
+        binding_probe_weight: weight of the binding probe (module docstring; 0 = off).
         scheduled_sampling: share of generation input codes replaced by the model's own greedy predictions in
             training (module docstring; 0 = off).
         motion_weight: loss weight of codes that changed since the previous latent frame (module docstring; 1 = off).
@@ -152,6 +171,7 @@ class WorldModelModule(ExportingModule):
         feature_regression_weight: float = 0.0,
         feature_lr_scale: float = 1.0,
         position_lr_scale: float = 1.0,
+        binding_probe_weight: float = 0.0,
     ) -> None:
         super().__init__()
         if not 0.0 <= text_dropout <= 1.0:
@@ -168,6 +188,8 @@ class WorldModelModule(ExportingModule):
         if feature_regression_weight < 0 or feature_lr_scale <= 0:
             raise ValueError(f"feature_regression_weight must be >= 0 (0 = off) and feature_lr_scale > 0, got "
                              f"{feature_regression_weight} and {feature_lr_scale}.")
+        if binding_probe_weight < 0:
+            raise ValueError(f"binding_probe_weight must be >= 0 (0 = off), got {binding_probe_weight}.")
         if position_lr_scale <= 0:
             raise ValueError(f"position_lr_scale must be > 0, got {position_lr_scale}.")
         if restart_text and not pretrained:
@@ -188,6 +210,9 @@ class WorldModelModule(ExportingModule):
                              "features (code_feature_dim > 0): start from scripts/add_code_features.py's output")
         self.feature_head = (nn.Linear(self.model.config.d_model, features.table.shape[1])
                              if feature_regression_weight > 0 else None)
+        if binding_probe_weight > 0 and not self.model.config.text_output:
+            raise ValueError("binding_probe_weight needs a world model with text_output (understanding rows)")
+        self.binding_probe = nn.Linear(self.model.config.d_model, 1) if binding_probe_weight > 0 else None
         if position_lr_scale != 1.0 and not self.model.config.code_positions:
             raise ValueError("position_lr_scale needs a world model with code_positions: true")
 
@@ -230,8 +255,10 @@ class WorldModelModule(ExportingModule):
         generator = torch.Generator().manual_seed(hash((self.hparams.seed, self.global_rank, step, 1)) % 2**63)
         return sorted(torch.randperm(rows, generator=generator)[:count].tolist())
 
-    def _understanding_loss(self, batch: dict[str, Any], rows: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(byte cross-entropy on the answers, MoE aux loss) of the understanding examples of `rows`."""
+    def _understanding_loss(self, batch: dict[str, Any], rows: list[int]
+                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(byte cross-entropy on the answers, MoE aux loss, binding probe loss or None) of the understanding
+        examples of `rows`."""
         examples = [batch["understanding"][i] for i in rows]
         codes = [batch["codes"][i, : e["latent_frames"]].reshape(-1) for i, e in zip(rows, examples, strict=True)]
         answers = [e["answer"].encode("utf-8") for e in examples]
@@ -245,7 +272,10 @@ class WorldModelModule(ExportingModule):
         text = self.model.encode_text(*self.text_tokenizer.encode([e["prompt"] for e in examples]))
         out = self.model(ids.to(device), text, text_start=start.to(device))
         ce = F.cross_entropy(out.text_logits.float().flatten(0, 1), targets.to(device).flatten(), ignore_index=IGNORE)
-        return ce, out.aux_loss
+        binding = None
+        if self.binding_probe is not None:
+            binding = binding_probe_loss(self.binding_probe, out.hidden_states, [e.get("cells") for e in examples])
+        return ce, out.aux_loss, binding
 
     def _step(self, batch: dict[str, Any], stage: str, step: int) -> torch.Tensor:
         hp = self.hparams
@@ -270,9 +300,12 @@ class WorldModelModule(ExportingModule):
         aux = out.aux_loss
         bsz, sync = batch["codes"].shape[0], stage != "train"
         if rows:
-            text_ce, text_aux = self._understanding_loss(batch, rows)
+            text_ce, text_aux, binding = self._understanding_loss(batch, rows)
             loss, aux = loss + hp.text_weight * text_ce, aux + text_aux
             self.log(f"{stage}/text_ce", text_ce, prog_bar=True, sync_dist=sync, batch_size=len(rows))
+            if binding is not None:
+                loss = loss + hp.binding_probe_weight * binding
+                self.log(f"{stage}/binding_probe", binding, sync_dist=sync, batch_size=len(rows))
         if self.caption_probe is not None:
             probe = caption_probe_loss(self.caption_probe, out.hidden_states, captions)
             loss = loss + hp.caption_probe_weight * probe
