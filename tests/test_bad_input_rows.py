@@ -258,3 +258,20 @@ def test_a_training_module_refuses_a_pretrained_folder_of_the_other_model(tmp_pa
     inner = loaded.model if module == "worldmodel" else loaded.tokenizer
     assert all(torch.equal(a, b) for a, b in zip(models[mine].state_dict().values(), inner.state_dict().values(),
                                                 strict=True))
+
+
+def test_settings_that_disagree_with_a_pretrained_folder_are_refused_not_dropped(tmp_path):
+    """A preset's n_layers over a deeper folder would silently drop blocks; settings that only add a fresh tensor
+    (code positions) still load."""
+    from worldmodel.model import WorldModel
+    from worldmodel.model.growth import grow_depth
+    from worldmodel.pretrained import PretrainedFolderError
+    from worldmodel.training.worldmodel_module import WorldModelModule
+
+    grow_depth(_tiny_world_model()).save_pretrained(tmp_path / "deep")
+    with pytest.raises(PretrainedFolderError, match=r"n_layers=1 \(the folder has 2\).* leave 15 saved tensors unused"):
+        WorldModelModule(pretrained=str(tmp_path / "deep"), model_config={"n_layers": 1, "n_dense_layers": 1})
+    with pytest.raises(PretrainedFolderError, match=r"d_model=32 \(the folder has 16\).* of another shape"):
+        WorldModel.from_pretrained(tmp_path / "deep", d_model=32)
+    placed = WorldModel.from_pretrained(tmp_path / "deep", code_positions=True, n_layers=2)
+    assert placed.config.n_layers == 2 and placed.row_embed.abs().sum() == 0

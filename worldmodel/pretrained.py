@@ -76,21 +76,44 @@ def check_pretrained_folder(folder: str | os.PathLike, class_name: str) -> dict[
     return shapes
 
 
-def check_weights_fit(cls: Any, folder: str | os.PathLike, saved: dict[str, list[int]]) -> None:
-    """Raise :class:`PretrainedFolderError` unless the ``saved`` tensor shapes are those ``folder``'s config makes.
-
-    diffusers would initialise missing tensors at random (a log line only) and fails on other shapes with a
-    long traceback.
-    """
+def _shapes(cls: Any, config: dict[str, Any]) -> dict[str, list[int]]:
+    """Tensor shapes of a ``cls`` built from ``config`` (on the meta device: no memory, no random draws)."""
     import torch
 
+    with torch.device("meta"):
+        return {k: list(v.shape) for k, v in cls.from_config(config).state_dict().items()}
+
+
+def check_weights_fit(
+    cls: Any, folder: str | os.PathLike, saved: dict[str, list[int]], overrides: dict[str, Any] | None = None
+) -> None:
+    """Raise :class:`PretrainedFolderError` unless the ``saved`` tensor shapes are those ``folder``'s config makes.
+
+    diffusers would initialise missing tensors at random (a log line only), drop tensors the model has no
+    place for (a log line only) and fails on other shapes with a long traceback. ``overrides`` (config keys
+    given to ``from_pretrained``) may add tensors, which start fresh, but may not leave saved ones unused or
+    change their shapes: a config such as a training preset's that disagrees with the folder's is refused.
+    """
     folder = Path(folder)
     try:
         config = cls.load_config(str(folder), local_files_only=True)
-        with torch.device("meta"):  # shapes only: no memory, no draws from the global random stream
-            expected = {k: list(v.shape) for k, v in cls.from_config(config).state_dict().items()}
+        expected = _shapes(cls, config)
     except (TypeError, ValueError, KeyError) as err:
         raise PretrainedFolderError(f"{folder / CONFIG} does not describe a {cls.__name__} ({err})") from err
+    changed = {k: v for k, v in (overrides or {}).items() if k in config and config[k] != v}
+    if changed:
+        try:
+            wanted = _shapes(cls, {**config, **changed})
+        except (TypeError, ValueError) as err:
+            raise PretrainedFolderError(f"the settings given for {folder} make no {cls.__name__} ({err})") from err
+        unused = sorted(set(saved) - set(wanted))
+        reshaped = sorted(k for k in set(saved) & set(wanted) if saved[k] != wanted[k])
+        if unused or reshaped:
+            settings = ", ".join(f"{k}={v!r} (the folder has {config[k]!r})" for k, v in changed.items())
+            what = f"{len(unused)} saved tensors unused (e.g. {unused[0]})" if unused else (
+                f"{len(reshaped)} saved tensors of another shape (e.g. {reshaped[0]})")
+            raise PretrainedFolderError(f"{folder}: the settings given ({settings}) leave {what}; use the folder's "
+                                        "settings or drop these overrides")
     missing = sorted(set(expected) - set(saved))
     if missing:
         raise PretrainedFolderError(f"{folder}: the weights lack {len(missing)} tensors its {CONFIG} needs "
@@ -120,7 +143,7 @@ class LocalPretrained:
         subfolder = kwargs.pop("subfolder", None)
         if subfolder:
             folder = folder / subfolder
-        check_weights_fit(cls, folder, check_pretrained_folder(folder, cls.__name__))
+        check_weights_fit(cls, folder, check_pretrained_folder(folder, cls.__name__), kwargs)
         kwargs = {"low_cpu_mem_usage": False, **kwargs, "local_files_only": True}
         return super().from_pretrained(str(folder), **kwargs)  # type: ignore[misc]
 
@@ -132,5 +155,5 @@ def load_pretrained(cls: Any, folder: str | os.PathLike, **kwargs: Any) -> Any:
     """
     folder = Path(folder)
     if not issubclass(cls, LocalPretrained):
-        check_weights_fit(cls, folder, check_pretrained_folder(folder, cls.__name__))
+        check_weights_fit(cls, folder, check_pretrained_folder(folder, cls.__name__), kwargs)
     return cls.from_pretrained(str(folder), local_files_only=True, low_cpu_mem_usage=False, **kwargs)
