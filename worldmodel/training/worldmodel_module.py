@@ -26,6 +26,12 @@ whether a named ball touches that code's latent cell (the annotation's positions
 Answers about a named ball were far worse in several-ball clips than in one-ball clips (docs/world-model.md, stage
 10): the question's colour must be made to reach the codes it refers to. Training-only, like the caption probe.
 
+Grounding (`grounding_weight > 0`): the binding probe made the codes mark the named ball and the answers did not
+move; what fails is the answer reading it (docs/world-model.md, stage 11). So on the same rows, head 0 of the last
+block's attention, at every position that predicts an answer byte, is trained to put its mass on the codes of the
+named ball: the loss is `-log` of the attention mass on those cells (supervised attention, as in grounded VQA).
+It shapes the model's own attention, so unlike the probes it stays in the exported model.
+
 Code-feature regression (`feature_regression_weight > 0`, a world model with decoder code features,
 `worldmodel/model/code_features.py`): a linear head on the final hidden state of every generation position predicts
 the feature row of the code at that position (standardised: where the decoder draws the ball in its patch, how it
@@ -90,6 +96,45 @@ def binding_probe_loss(probe: nn.Module, hidden: torch.Tensor, cells: list[tuple
     return torch.stack(losses).sum() / count if losses else probe(hidden[:, :1].float()).sum() * 0.0
 
 
+class QueryKeyCapture:
+    """Stands in for an MLA block's `attention_product`: runs it and keeps the call's queries and keys
+    `(B, H, N, dk)` (training-only, for the grounding loss; `clear()` drops them)."""
+
+    def __init__(self, product: Any) -> None:
+        self.product = product
+        self.q: torch.Tensor | None = None
+        self.k: torch.Tensor | None = None
+
+    def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, offset: int, scale: float) -> torch.Tensor:
+        """The wrapped attention product, keeping `q` and `k`."""
+        self.q, self.k = q, k
+        return self.product(q, k, v, offset, scale)
+
+    def clear(self) -> None:
+        """Drop the kept tensors (and the graph they hold)."""
+        self.q = self.k = None
+
+
+def grounding_loss(q: torch.Tensor, k: torch.Tensor, scale: float, targets: torch.Tensor,
+                   cells: list[tuple[int, ...] | None]) -> torch.Tensor:
+    """Mean `-log` attention mass of head 0 on the named ball's codes, at every answer position of the rows with
+    named cells: q, k `(U, H, L, dk)` of `[BOS] codes [TXT] ...` rows (codes at 1..n), `targets (U, L)` (positions
+    that predict an answer byte or EOS are not `IGNORE`). 0 with a gradient path when no row names a covered ball."""
+    losses = []
+    for i, c in enumerate(cells):
+        if c is None or not any(c):
+            continue
+        pos = (targets[i] != IGNORE).nonzero()[:, 0].to(q.device)  # (M,) answer positions
+        logits = (q[i, 0, pos] @ k[i, 0].T) * scale  # (M, L)
+        keys = torch.arange(k.shape[2], device=q.device)
+        logits = logits.masked_fill(keys[None] > pos[:, None], float("-inf"))  # causal
+        named = torch.zeros(k.shape[2], dtype=torch.bool, device=q.device)
+        named[1 : 1 + len(c)] = torch.tensor(c, dtype=torch.bool, device=q.device)
+        mass = logits.float().softmax(-1)[:, named].sum(-1)  # (M,)
+        losses.append(-torch.log(mass.clamp_min(1e-6)).mean())
+    return torch.stack(losses).mean() if losses else q[:, :1, :1].sum() * 0.0
+
+
 def feature_regression_loss(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor,
                             table: torch.Tensor) -> torch.Tensor:
     """Mean squared error of `head` (D -> F) at every position of `hidden (B, N, D)` against `table (K, F)` rows of
@@ -140,6 +185,7 @@ class WorldModelModule(ExportingModule):
             `text_output` (at least one row, never all); `text_weight` weighs their byte loss.
         caption_probe_weight: weight of the caption-colour probe loss (module docstring; 0 = off).
         binding_probe_weight: weight of the binding probe (module docstring; 0 = off).
+        grounding_weight: weight of the grounding loss on the last block's attention (module docstring; 0 = off).
         scheduled_sampling: share of generation input codes replaced by the model's own greedy predictions in
             training (module docstring; 0 = off).
         motion_weight: loss weight of codes that changed since the previous latent frame (module docstring; 1 = off).
@@ -172,6 +218,7 @@ class WorldModelModule(ExportingModule):
         feature_lr_scale: float = 1.0,
         position_lr_scale: float = 1.0,
         binding_probe_weight: float = 0.0,
+        grounding_weight: float = 0.0,
     ) -> None:
         super().__init__()
         if not 0.0 <= text_dropout <= 1.0:
@@ -190,6 +237,8 @@ class WorldModelModule(ExportingModule):
                              f"{feature_regression_weight} and {feature_lr_scale}.")
         if binding_probe_weight < 0:
             raise ValueError(f"binding_probe_weight must be >= 0 (0 = off), got {binding_probe_weight}.")
+        if grounding_weight < 0:
+            raise ValueError(f"grounding_weight must be >= 0 (0 = off), got {grounding_weight}.")
         if position_lr_scale <= 0:
             raise ValueError(f"position_lr_scale must be > 0, got {position_lr_scale}.")
         if restart_text and not pretrained:
@@ -213,6 +262,12 @@ class WorldModelModule(ExportingModule):
         if binding_probe_weight > 0 and not self.model.config.text_output:
             raise ValueError("binding_probe_weight needs a world model with text_output (understanding rows)")
         self.binding_probe = nn.Linear(self.model.config.d_model, 1) if binding_probe_weight > 0 else None
+        self.grounding = None
+        if grounding_weight > 0:
+            last = self.model.blocks[-1].attn
+            if not self.model.config.text_output or last.sparse_block_size:
+                raise ValueError("grounding_weight needs a world model with text_output and dense attention")
+            self.grounding = last.attention_product = QueryKeyCapture(last.attention_product)
         if position_lr_scale != 1.0 and not self.model.config.code_positions:
             raise ValueError("position_lr_scale needs a world model with code_positions: true")
 
@@ -256,9 +311,9 @@ class WorldModelModule(ExportingModule):
         return sorted(torch.randperm(rows, generator=generator)[:count].tolist())
 
     def _understanding_loss(self, batch: dict[str, Any], rows: list[int]
-                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """(byte cross-entropy on the answers, MoE aux loss, binding probe loss or None) of the understanding
-        examples of `rows`."""
+                            ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """(byte cross-entropy on the answers, MoE aux loss, {"binding_probe", "grounding": loss} of the options
+        that are on) of the understanding examples of `rows`."""
         examples = [batch["understanding"][i] for i in rows]
         codes = [batch["codes"][i, : e["latent_frames"]].reshape(-1) for i, e in zip(rows, examples, strict=True)]
         answers = [e["answer"].encode("utf-8") for e in examples]
@@ -272,10 +327,15 @@ class WorldModelModule(ExportingModule):
         text = self.model.encode_text(*self.text_tokenizer.encode([e["prompt"] for e in examples]))
         out = self.model(ids.to(device), text, text_start=start.to(device))
         ce = F.cross_entropy(out.text_logits.float().flatten(0, 1), targets.to(device).flatten(), ignore_index=IGNORE)
-        binding = None
+        cells = [e.get("cells") for e in examples]
+        extra = {}
         if self.binding_probe is not None:
-            binding = binding_probe_loss(self.binding_probe, out.hidden_states, [e.get("cells") for e in examples])
-        return ce, out.aux_loss, binding
+            extra["binding_probe"] = binding_probe_loss(self.binding_probe, out.hidden_states, cells)
+        if self.grounding is not None:
+            attn = self.model.blocks[-1].attn
+            extra["grounding"] = grounding_loss(self.grounding.q, self.grounding.k, attn.scale, targets, cells)
+            self.grounding.clear()
+        return ce, out.aux_loss, extra
 
     def _step(self, batch: dict[str, Any], stage: str, step: int) -> torch.Tensor:
         hp = self.hparams
@@ -293,6 +353,8 @@ class WorldModelModule(ExportingModule):
             generator = torch.Generator().manual_seed(hash((hp.seed, self.global_rank, step, 2)) % 2**63)
             ids = scheduled_sampling_inputs(self.model, ids, text, hp.scheduled_sampling, generator)
         out = self.model(ids, text)
+        if self.grounding is not None:
+            self.grounding.clear()  # the generation rows' queries and keys are not needed
         per_code = F.cross_entropy(out.logits.float().flatten(0, 1), targets.flatten(), reduction="none")  # (B*N,)
         ce = per_code.mean()
         weights = weights.flatten().to(per_code.device)
@@ -300,12 +362,12 @@ class WorldModelModule(ExportingModule):
         aux = out.aux_loss
         bsz, sync = batch["codes"].shape[0], stage != "train"
         if rows:
-            text_ce, text_aux, binding = self._understanding_loss(batch, rows)
+            text_ce, text_aux, extra = self._understanding_loss(batch, rows)
             loss, aux = loss + hp.text_weight * text_ce, aux + text_aux
             self.log(f"{stage}/text_ce", text_ce, prog_bar=True, sync_dist=sync, batch_size=len(rows))
-            if binding is not None:
-                loss = loss + hp.binding_probe_weight * binding
-                self.log(f"{stage}/binding_probe", binding, sync_dist=sync, batch_size=len(rows))
+            for name, value in extra.items():
+                loss = loss + hp[f"{name}_weight"] * value
+                self.log(f"{stage}/{name}", value, sync_dist=sync, batch_size=len(rows))
         if self.caption_probe is not None:
             probe = caption_probe_loss(self.caption_probe, out.hidden_states, captions)
             loss = loss + hp.caption_probe_weight * probe
